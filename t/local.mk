@@ -1,0 +1,5 @@
+# Tests: each group keeps its rules in its own fragment.
+include t/unit/local.mk
+include t/plugins/local.mk
+include t/integration/local.mk
+include t/system/local.mk
