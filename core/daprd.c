@@ -1,1 +1,506 @@
-int main(void) { return 0; }
+/*
+ * daprd.c - the sidecar's main: flags, start-up order, shutdown.
+ *
+ * Start-up: load plugins -> read manifests -> initialise components ->
+ * start the HTTP API (outbound ready) -> ready -> tell systemd.  Shutdown
+ * (SIGTERM, SIGINT, POST /v1.0/shutdown): stop accepting, let in-flight
+ * requests finish (bounded by --dapr-graceful-shutdown-seconds), close
+ * components, exit 0.
+ */
+#include "config.h"
+#include "component.h"
+#include "http_api.h"
+#include "log.h"
+#include "loop.h"
+#include "manifest.h"
+#include "plugin_loader.h"
+#include "runtime.h"
+#include "util.h"
+#include "workers.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
+
+#define SCOPE "dapr.runtime"
+
+runtime_state rt;
+
+struct options {
+    const char *app_id;
+    int http_port;
+    const char *listen_addresses;
+    const char **resources;
+    size_t n_resources;
+    const char **plugin_dirs;
+    size_t n_plugin_dirs;
+    const char *config;
+    const char *log_level;
+    int log_as_json;
+    uint64_t max_body;
+    int app_port;
+    int64_t graceful_ms;
+    size_t workers;
+};
+
+static struct options opt = {
+    .app_id = "",
+    .http_port = 3500,
+    .listen_addresses = "127.0.0.1",
+    .log_level = "info",
+    .max_body = 4u << 20,
+    .graceful_ms = 5000,
+};
+
+static const char embedded_components[] =
+    "apiVersion: dapr.io/v1alpha1\n"
+    "kind: Component\n"
+    "metadata:\n"
+    "  name: statestore\n"
+    "spec:\n"
+    "  type: state.sqlite\n"
+    "  version: v1\n"
+    "  metadata:\n"
+    "  - name: connectionString\n"
+    "    value: \"%s\"\n"
+    "  - name: actorStateStore\n"
+    "    value: \"true\"\n";
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: daprd [flags]\n"
+            "\n"
+            "The Dapr sidecar (dapr-c %s, plugin ABI %d.%d).  Flags accept --flag value,\n"
+            "--flag=value or -flag value, as Dapr's daprd does.\n"
+            "\n"
+            "  --app-id ID                      the application's id\n"
+            "  --app-port PORT                  the application's port (no app channel when absent)\n"
+            "  --dapr-http-port PORT            HTTP API port (default 3500)\n"
+            "  --dapr-listen-addresses LIST     comma list of addresses to listen on (default 127.0.0.1)\n"
+            "  --resources-path DIR             folder of component manifests (repeatable)\n"
+            "  --components-path DIR            deprecated alias of --resources-path\n"
+            "  --config FILE                    Configuration manifest\n"
+            "  --plugins-dir DIR                folder of plugin .so files (repeatable;\n"
+            "                                   also DAPR_PLUGINS_PATH; default %s)\n"
+            "  --log-level LEVEL                debug, info, warn, error, fatal (default info)\n"
+            "  --log-as-json                    one JSON object per log line\n"
+            "  --max-body-size SIZE             largest request body (default 4Mi)\n"
+            "  --dapr-http-max-request-size MB  legacy form of --max-body-size\n"
+            "  --dapr-graceful-shutdown-seconds N  bound on draining at shutdown (default 5)\n"
+            "  --worker-threads N               threads for blocking plugin calls (default 8)\n"
+            "  --version                        print the version and exit\n"
+            "  --help                           this text\n"
+            "\n"
+            "Without --resources-path, daprd uses its embedded default components: a\n"
+            "state.sqlite store named \"statestore\" (actorStateStore) in\n"
+            "$STATE_DIRECTORY/state.db, or ~/.dapr/state/<app-id>.db.\n",
+            PACKAGE_VERSION, DAPR_PLUGIN_ABI_MAJOR, DAPR_PLUGIN_ABI_MINOR, PLUGINDIR);
+}
+
+static void add_str(const char ***arr, size_t *n, const char *v)
+{
+    *arr = xrealloc(*arr, (*n + 1) * sizeof **arr);
+    (*arr)[(*n)++] = v;
+}
+
+static int parse_port(const char *flag, const char *v, int *out)
+{
+    int64_t p;
+    if (parse_int64(v, &p) != 0 || p < 0 || p > 65535) {
+        fprintf(stderr, "daprd: %s: '%s' is not a port number\n", flag, v);
+        return -1;
+    }
+    *out = (int)p;
+    return 0;
+}
+
+/* Bool flags take an optional value: --log-as-json, --log-as-json=false. */
+static int bool_arg(const char *flag, const char *v, int *out)
+{
+    if (!v) { *out = 1; return 0; }
+    int b = parse_bool(v);
+    if (b < 0) {
+        fprintf(stderr, "daprd: %s: '%s' is not true or false\n", flag, v);
+        return -1;
+    }
+    *out = b;
+    return 0;
+}
+
+enum {
+    OPT_APP_ID = 1000, OPT_APP_PORT, OPT_HTTP_PORT, OPT_LISTEN, OPT_RESOURCES, OPT_COMPONENTS,
+    OPT_CONFIG, OPT_PLUGINS, OPT_LOG_LEVEL, OPT_LOG_JSON, OPT_MAX_BODY, OPT_MAX_REQ_MB,
+    OPT_GRACEFUL, OPT_WORKERS, OPT_VERSION, OPT_HELP, OPT_IGNORED, OPT_IGNORED_BOOL
+};
+
+static int parse_options(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"app-id", required_argument, NULL, OPT_APP_ID},
+        {"app-port", required_argument, NULL, OPT_APP_PORT},
+        {"dapr-http-port", required_argument, NULL, OPT_HTTP_PORT},
+        {"dapr-listen-addresses", required_argument, NULL, OPT_LISTEN},
+        {"resources-path", required_argument, NULL, OPT_RESOURCES},
+        {"components-path", required_argument, NULL, OPT_COMPONENTS},
+        {"config", required_argument, NULL, OPT_CONFIG},
+        {"plugins-dir", required_argument, NULL, OPT_PLUGINS},
+        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+        {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
+        {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+        {"dapr-http-max-request-size", required_argument, NULL, OPT_MAX_REQ_MB},
+        {"dapr-graceful-shutdown-seconds", required_argument, NULL, OPT_GRACEFUL},
+        {"worker-threads", required_argument, NULL, OPT_WORKERS},
+        {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, OPT_HELP},
+        /* Dapr flags accepted now and used by later building blocks. */
+        {"app-protocol", required_argument, NULL, OPT_IGNORED},
+        {"app-channel-address", required_argument, NULL, OPT_IGNORED},
+        {"app-max-concurrency", required_argument, NULL, OPT_IGNORED},
+        {"dapr-grpc-port", required_argument, NULL, OPT_IGNORED},
+        {"dapr-internal-grpc-port", required_argument, NULL, OPT_IGNORED},
+        {"metrics-port", required_argument, NULL, OPT_IGNORED},
+        {"mode", required_argument, NULL, OPT_IGNORED},
+        {"placement-host-address", required_argument, NULL, OPT_IGNORED},
+        {"scheduler-host-address", required_argument, NULL, OPT_IGNORED},
+        {"read-buffer-size", required_argument, NULL, OPT_IGNORED},
+        {"dapr-http-read-buffer-size", required_argument, NULL, OPT_IGNORED},
+        {"enable-metrics", optional_argument, NULL, OPT_IGNORED_BOOL},
+        {"enable-api-logging", optional_argument, NULL, OPT_IGNORED_BOOL},
+        {"enable-app-health-check", optional_argument, NULL, OPT_IGNORED_BOOL},
+        {NULL, 0, NULL, 0},
+    };
+    int c, b;
+    int64_t n;
+    opterr = 0;
+    while ((c = getopt_long_only(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_APP_ID: opt.app_id = optarg; break;
+        case OPT_APP_PORT: if (parse_port("--app-port", optarg, &opt.app_port)) return -1; break;
+        case OPT_HTTP_PORT: if (parse_port("--dapr-http-port", optarg, &opt.http_port)) return -1; break;
+        case OPT_LISTEN: opt.listen_addresses = optarg; break;
+        case OPT_COMPONENTS:
+            fprintf(stderr, "daprd: --components-path is deprecated; use --resources-path\n");
+            /* fall through */
+        case OPT_RESOURCES: add_str(&opt.resources, &opt.n_resources, optarg); break;
+        case OPT_CONFIG: opt.config = optarg; break;
+        case OPT_PLUGINS: add_str(&opt.plugin_dirs, &opt.n_plugin_dirs, optarg); break;
+        case OPT_LOG_LEVEL:
+            if (log_level_parse(optarg) < 0) {
+                fprintf(stderr, "daprd: --log-level: '%s' is not debug, info, warn, error or fatal\n", optarg);
+                return -1;
+            }
+            opt.log_level = optarg;
+            break;
+        case OPT_LOG_JSON: if (bool_arg("--log-as-json", optarg, &opt.log_as_json)) return -1; break;
+        case OPT_MAX_BODY:
+            if (parse_quantity_bytes(optarg, &opt.max_body) != 0 || opt.max_body == 0) {
+                fprintf(stderr, "daprd: --max-body-size: '%s' is not a size such as 4Mi\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_MAX_REQ_MB:
+            if (parse_int64(optarg, &n) != 0 || n <= 0 || n > 1 << 20) {
+                fprintf(stderr, "daprd: --dapr-http-max-request-size: '%s' is not a number of MB\n", optarg);
+                return -1;
+            }
+            opt.max_body = (uint64_t)n << 20;
+            break;
+        case OPT_GRACEFUL:
+            if (parse_int64(optarg, &n) != 0 || n < 0 || n > 3600) {
+                fprintf(stderr, "daprd: --dapr-graceful-shutdown-seconds: '%s' is not a number of seconds\n", optarg);
+                return -1;
+            }
+            opt.graceful_ms = n * 1000;
+            break;
+        case OPT_WORKERS:
+            if (parse_int64(optarg, &n) != 0 || n < 1 || n > 256) {
+                fprintf(stderr, "daprd: --worker-threads: '%s' must be 1..256\n", optarg);
+                return -1;
+            }
+            opt.workers = (size_t)n;
+            break;
+        case OPT_VERSION: printf("%s\n", PACKAGE_VERSION); exit(0);
+        case OPT_HELP: usage(stdout); exit(0);
+        case OPT_IGNORED: break;
+        case OPT_IGNORED_BOOL: if (bool_arg(argv[optind - 1], optarg, &b)) return -1; break;
+        default:
+            fprintf(stderr, "daprd: unknown or incomplete flag '%s' (see daprd --help)\n", argv[optind - 1]);
+            return -1;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "daprd: unexpected argument '%s' (see daprd --help)\n", argv[optind]);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- plugins and components ------------------------------------------------ */
+
+static void load_plugins(void)
+{
+    size_t tried = 0;
+    for (size_t i = 0; i < opt.n_plugin_dirs; i++, tried++)
+        plugins_load_dir(opt.plugin_dirs[i]);
+    const char *env = getenv("DAPR_PLUGINS_PATH");
+    if (env && *env) {
+        char *copy = xstrdup(env);
+        for (char *save = NULL, *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+            plugins_load_dir(d);
+            tried++;
+        }
+        free(copy);
+    }
+    if (tried == 0)
+        plugins_load_dir(PLUGINDIR);
+}
+
+static int mkdir_p(const char *path)
+{
+    char *p = xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/') continue;
+        *s = '\0';
+        if (mkdir(p, 0700) != 0 && errno != EEXIST) { free(p); return -1; }
+        *s = '/';
+    }
+    int rc = (mkdir(p, 0700) != 0 && errno != EEXIST) ? -1 : 0;
+    free(p);
+    return rc;
+}
+
+/* The embedded default set: one state.sqlite store in the state folder. */
+static int load_embedded_components(component_list *list, char **err)
+{
+    const char *state_dir = getenv("STATE_DIRECTORY"); /* set by systemd's StateDirectory= */
+    char *dir, *db;
+    if (state_dir && *state_dir) {
+        char *first = xstrdup(state_dir);
+        char *colon = strchr(first, ':'); /* several dirs: use the first */
+        if (colon) *colon = '\0';
+        dir = first;
+        db = xasprintf("%s/state.db", dir);
+    } else {
+        const char *home = getenv("HOME");
+        dir = xasprintf("%s/.dapr/state", home && *home ? home : ".");
+        db = xasprintf("%s/%s.db", dir, *opt.app_id ? opt.app_id : "default");
+    }
+    if (mkdir_p(dir) != 0) {
+        *err = xasprintf("cannot create the state folder %s: %s", dir, strerror(errno));
+        free(dir);
+        free(db);
+        return -1;
+    }
+    if (strchr(db, '"') || strchr(db, '\\') || strchr(db, '\n')) {
+        *err = xasprintf("state folder path %s has characters daprd does not quote", dir);
+        free(dir);
+        free(db);
+        return -1;
+    }
+    char *yaml = xasprintf(embedded_components, db);
+    log_info(SCOPE, "no --resources-path given: using the embedded default components (state.sqlite at %s)", db);
+    int rc = manifest_load_string(yaml, strlen(yaml), "(embedded defaults)", opt.app_id, list, err);
+    free(yaml);
+    free(dir);
+    free(db);
+    return rc;
+}
+
+/* ---- shutdown ------------------------------------------------------------ */
+
+static struct event *drain_timer, *watchdog_timer, *force_timer;
+static struct event *sig_term, *sig_int;
+static int64_t shutdown_deadline;
+
+static int all_idle(void)
+{
+    if (http_api_inflight() > 0)
+        return 0;
+    for (size_t i = 0; i < components_count(); i++)
+        if (atomic_load(&component_at(i)->inflight) > 0)
+            return 0;
+    return 1;
+}
+
+static void drain_check(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    if (all_idle() || now_monotonic_ms() >= shutdown_deadline) {
+        if (!all_idle())
+            log_warn(SCOPE, "graceful shutdown timed out with %zu requests in flight", http_api_inflight());
+        loop_stop();
+    }
+}
+
+static void force_exit(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    log_warn(SCOPE, "forced shutdown");
+    fflush(stdout);
+    _exit(1);
+}
+
+static void request_shutdown(int force)
+{
+    if (force) {
+        struct timeval tv = {0, 100000};
+        force_timer = evtimer_new(loop_base(), force_exit, NULL);
+        evtimer_add(force_timer, &tv);
+        return;
+    }
+    if (rt.shutting_down)
+        return;
+    rt.shutting_down = 1;
+    log_info(SCOPE, "dapr shutting down");
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, "STOPPING=1");
+#endif
+    http_api_stop_accepting();
+    shutdown_deadline = now_monotonic_ms() + opt.graceful_ms;
+    struct timeval tv = {0, 20000};
+    drain_timer = event_new(loop_base(), -1, EV_PERSIST, drain_check, NULL);
+    event_add(drain_timer, &tv);
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what; (void)arg;
+    log_info(SCOPE, "received signal %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    request_shutdown(0);
+}
+
+#ifdef HAVE_SYSTEMD
+static void watchdog_ping(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what; (void)arg;
+    /* Sent from the loop thread: a stuck loop stops the pings. */
+    sd_notify(0, "WATCHDOG=1");
+}
+#endif
+
+static void notify_ready(void)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notifyf(0, "READY=1\nSTATUS=serving the Dapr HTTP API on port %d\nMAINPID=%lu", opt.http_port,
+               (unsigned long)getpid());
+    uint64_t usec = 0;
+    if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) {
+        uint64_t half = usec / 2;
+        struct timeval tv = {.tv_sec = (time_t)(half / 1000000), .tv_usec = (suseconds_t)(half % 1000000)};
+        watchdog_timer = event_new(loop_base(), -1, EV_PERSIST, watchdog_ping, NULL);
+        event_add(watchdog_timer, &tv);
+        sd_notify(0, "WATCHDOG=1");
+    }
+#endif
+}
+
+static void free_event(struct event **ev)
+{
+    if (*ev) event_free(*ev);
+    *ev = NULL;
+}
+
+int main(int argc, char **argv)
+{
+    int64_t started = now_monotonic_ms();
+    if (parse_options(argc, argv) != 0)
+        return 2;
+    log_setup((log_level)log_level_parse(opt.log_level), opt.log_as_json, opt.app_id, PACKAGE_VERSION);
+    signal(SIGPIPE, SIG_IGN);
+
+    rt.app_id = opt.app_id;
+    rt.version = PACKAGE_VERSION;
+    rt.extended = json_object();
+    rt.max_body_bytes = opt.max_body;
+    rt.app_port = opt.app_port;
+    rt.request_shutdown = request_shutdown;
+    const char *token = getenv("DAPR_API_TOKEN");
+    rt.api_token = token && *token ? token : NULL;
+
+    log_info(SCOPE, "starting Dapr Runtime -- version %s -- plugin ABI %d.%d", PACKAGE_VERSION,
+             DAPR_PLUGIN_ABI_MAJOR, DAPR_PLUGIN_ABI_MINOR);
+    if (opt.config)
+        log_info(SCOPE, "configuration %s: Configuration manifests are not applied yet", opt.config);
+    if (loop_init() != 0) {
+        log_error(SCOPE, "cannot create the event loop");
+        return 1;
+    }
+    if (workers_start(opt.workers ? opt.workers : 8, 4096) != 0) {
+        log_error(SCOPE, "cannot start the worker threads");
+        return 1;
+    }
+    load_plugins();
+
+    component_list specs = {0};
+    char *err = NULL;
+    int rc = 0;
+    if (opt.n_resources == 0) {
+        rc = load_embedded_components(&specs, &err);
+    } else {
+        for (size_t i = 0; i < opt.n_resources && rc == 0; i++)
+            rc = manifest_load_dir(opt.resources[i], opt.app_id, &specs, &err);
+    }
+    if (rc != 0) {
+        log_error(SCOPE, "fatal error loading manifests: %s", err);
+        free(err);
+        component_list_free(&specs);
+        workers_stop();
+        plugins_unload_all();
+        loop_free();
+        return 1;
+    }
+    rc = components_init_all(&specs, opt.app_id);
+    component_list_free(&specs);
+    if (rc != 0 || http_api_start(opt.listen_addresses, opt.http_port, opt.max_body) != 0) {
+        log_error(SCOPE, "fatal error: daprd cannot start");
+        workers_stop();
+        loop_drain();
+        http_api_free();
+        components_close_all();
+        plugins_unload_all();
+        loop_free();
+        json_decref(rt.extended);
+        free(opt.resources);
+        free(opt.plugin_dirs);
+        return 1;
+    }
+    rt.outbound_ready = 1;
+    rt.ready = 1;
+    sig_term = evsignal_new(loop_base(), SIGTERM, on_signal, NULL);
+    sig_int = evsignal_new(loop_base(), SIGINT, on_signal, NULL);
+    event_add(sig_term, NULL);
+    event_add(sig_int, NULL);
+    log_info(SCOPE, "dapr initialized. Status: Running. Init Elapsed %lldms",
+             (long long)(now_monotonic_ms() - started));
+    notify_ready();
+
+    loop_run();
+
+    /* Finish queued plugin work, answer what it posted, then tear down. */
+    workers_stop();
+    loop_drain();
+    free_event(&drain_timer);
+    free_event(&watchdog_timer);
+    free_event(&force_timer);
+    free_event(&sig_term);
+    free_event(&sig_int);
+    http_api_free();
+    components_close_all();
+    plugins_unload_all();
+    loop_free();
+    json_decref(rt.extended);
+    free(opt.resources);
+    free(opt.plugin_dirs);
+    log_info(SCOPE, "dapr shutdown complete");
+    return 0;
+}

@@ -1,2 +1,31 @@
+# daprd: the sidecar.  The core is a convenience library so that the unit
+# tests link the same objects.
+noinst_LTLIBRARIES += core/libdaprcore.la
+core_libdaprcore_la_SOURCES = \
+	core/api.h \
+	core/api_invoke.c \
+	core/api_metadata.c \
+	core/api_state.c \
+	core/component.c core/component.h \
+	core/http_api.c core/http_api.h \
+	core/json_out.c core/json_out.h \
+	core/kv_list.c core/kv_list.h \
+	core/log.c core/log.h \
+	core/loop.c core/loop.h \
+	core/manifest.c core/manifest.h \
+	core/plugin_loader.c core/plugin_loader.h \
+	core/runtime.h \
+	core/util.c core/util.h \
+	core/uuid_gen.c core/uuid_gen.h \
+	core/workers.c core/workers.h
+core_libdaprcore_la_CPPFLAGS = -I$(top_srcdir)/plugin-sdk/include -DPLUGINDIR='"$(plugindir)"'
+core_libdaprcore_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(JANSSON_CFLAGS) $(YAML_CFLAGS) \
+	$(SYSTEMD_CFLAGS) $(PTHREAD_CFLAGS)
+core_libdaprcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
+	$(PTHREAD_LIBS) -lm
+
 bin_PROGRAMS += core/daprd
 core_daprd_SOURCES = core/daprd.c
+core_daprd_CPPFLAGS = $(core_libdaprcore_la_CPPFLAGS)
+core_daprd_CFLAGS = $(core_libdaprcore_la_CFLAGS)
+core_daprd_LDADD = core/libdaprcore.la

@@ -1,0 +1,25 @@
+/* api.h - the building-block handlers the router dispatches to. */
+#ifndef DAPRD_API_H
+#define DAPRD_API_H
+
+#include "http_api.h"
+
+/* api_state.c */
+void api_state_get(api_call *c, const char *store, const char *key);
+void api_state_save(api_call *c, const char *store);
+void api_state_delete(api_call *c, const char *store, const char *key);
+void api_state_bulk_get(api_call *c, const char *store);
+void api_state_transaction(api_call *c, const char *store);
+void api_state_query(api_call *c, const char *store);
+
+/* api_metadata.c: metadata, health and shutdown */
+void api_healthz(api_call *c);
+void api_healthz_outbound(api_call *c);
+void api_metadata_get(api_call *c);
+void api_metadata_put(api_call *c, const char *key);
+void api_shutdown(api_call *c);
+
+/* api_invoke.c: the fallback for every unmatched route */
+void api_invoke_fallback(api_call *c);
+
+#endif

@@ -1,0 +1,371 @@
+/*
+ * http_api.c - the HTTP server, router and reply helpers.
+ *
+ * Routing follows real Dapr (reference §1.2): repeated slashes collapse, a
+ * trailing slash is ignored, path parameters are decoded segment by
+ * segment with query rules ('+' is a space, %2F is a slash inside one
+ * segment), and anything that matches no route goes to service invocation.
+ */
+#include "config.h"
+#include "http_api.h"
+#include "json_out.h"
+#include "api.h"
+#include "log.h"
+#include "loop.h"
+#include "runtime.h"
+#include "util.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define SCOPE "dapr.runtime.http"
+
+#define MAX_LISTENERS 16
+
+static struct evhttp *http;
+static struct evhttp_bound_socket *listeners[MAX_LISTENERS];
+static size_t n_listeners;
+static size_t inflight;
+
+/* ---- replies ------------------------------------------------------------ */
+
+static void call_free(api_call *c)
+{
+    for (size_t i = 0; i < c->n_seg; i++)
+        free(c->seg[i]);
+    free(c->seg);
+    evhttp_clear_headers(&c->query);
+    kv_list_free(&c->metadata);
+    free(c);
+    inflight--;
+}
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 409: return "Conflict";
+    case 413: return "Request Entity Too Large";
+    case 429: return "Too Many Requests";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 503: return "Service Unavailable";
+    default: return "";
+    }
+}
+
+void api_add_header(api_call *c, const char *name, const char *value)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(c->req), name, value);
+}
+
+void api_reply_raw(api_call *c, int status, const char *content_type, const void *data, size_t len)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (len)
+        evbuffer_add(out, data, len);
+    if (content_type)
+        api_add_header(c, "Content-Type", content_type);
+    /* If the client went away, libevent frees the request here. */
+    evhttp_send_reply(c->req, status, reason_phrase(status), out);
+    evbuffer_free(out);
+    call_free(c);
+}
+
+void api_reply_empty(api_call *c, int status)
+{
+    api_reply_raw(c, status, NULL, NULL, 0);
+}
+
+void api_reply_json(api_call *c, int status, json_t *body)
+{
+    size_t len;
+    char *text = json_to_text(body, &len, 0);
+    json_decref(body);
+    api_reply_raw(c, status, "application/json", text, len);
+    free(text);
+}
+
+static void reply_error_v(api_call *c, int status, const char *code, json_t *details,
+                          const char *fmt, va_list ap)
+{
+    char msg[2048];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    /* Messages can quote request data, which may not be valid UTF-8. */
+    json_t *m = json_string(msg);
+    if (!m)
+        m = json_string("(message not valid UTF-8)");
+    json_t *body = json_object();
+    json_object_set_new(body, "errorCode", json_string(code));
+    json_object_set_new(body, "message", m);
+    if (details)
+        json_object_set_new(body, "details", details);
+    log_debug(SCOPE, "%s %s -> %d %s: %s", api_method_name(c),
+              evhttp_request_get_uri(c->req), status, code, msg);
+    api_reply_json(c, status, body);
+}
+
+void api_reply_error(api_call *c, int status, const char *code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(c, status, code, NULL, fmt, ap);
+    va_end(ap);
+}
+
+void api_reply_error_details(api_call *c, int status, const char *code, json_t *details,
+                             const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    reply_error_v(c, status, code, details, fmt, ap);
+    va_end(ap);
+}
+
+json_t *error_info(const char *reason, json_t *metadata)
+{
+    json_t *o = json_pack("{s:s, s:s, s:s}", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
+                          "domain", "dapr.io", "reason", reason);
+    if (metadata)
+        json_object_set_new(o, "metadata", metadata);
+    return o;
+}
+
+json_t *resource_info(const char *type, const char *name)
+{
+    return json_pack("{s:s, s:s, s:s}", "@type", "type.googleapis.com/google.rpc.ResourceInfo",
+                     "resource_type", type, "resource_name", name);
+}
+
+json_t *bad_request_field(const char *field, const char *description)
+{
+    json_t *o = json_pack("{s:s, s:[{s:s, s:s}]}", "@type", "type.googleapis.com/google.rpc.BadRequest",
+                          "field_violations", "field", field, "description", description);
+    if (!o) /* field came from the request and was not valid UTF-8 */
+        o = json_pack("{s:s}", "@type", "type.googleapis.com/google.rpc.BadRequest");
+    return o;
+}
+
+json_t *help_link(const char *description, const char *url)
+{
+    return json_pack("{s:s, s:[{s:s, s:s}]}", "@type", "type.googleapis.com/google.rpc.Help",
+                     "links", "description", description, "url", url);
+}
+
+/* ---- request accessors ---------------------------------------------------- */
+
+const char *api_header(api_call *c, const char *name)
+{
+    return evhttp_find_header(evhttp_request_get_input_headers(c->req), name);
+}
+
+const char *api_query(api_call *c, const char *name)
+{
+    return evhttp_find_header(&c->query, name);
+}
+
+const unsigned char *api_body(api_call *c, size_t *len)
+{
+    struct evbuffer *in = evhttp_request_get_input_buffer(c->req);
+    *len = evbuffer_get_length(in);
+    return *len ? evbuffer_pullup(in, -1) : (const unsigned char *)"";
+}
+
+const char *api_method_name(api_call *c)
+{
+    switch (c->method) {
+    case EVHTTP_REQ_GET: return "GET";
+    case EVHTTP_REQ_POST: return "POST";
+    case EVHTTP_REQ_HEAD: return "HEAD";
+    case EVHTTP_REQ_PUT: return "PUT";
+    case EVHTTP_REQ_DELETE: return "DELETE";
+    case EVHTTP_REQ_OPTIONS: return "OPTIONS";
+    case EVHTTP_REQ_TRACE: return "TRACE";
+    case EVHTTP_REQ_CONNECT: return "CONNECT";
+    case EVHTTP_REQ_PATCH: return "PATCH";
+    default: return "?";
+    }
+}
+
+/* ---- routing ---------------------------------------------------------- */
+
+static int seg_is(api_call *c, size_t i, const char *s)
+{
+    return i < c->n_seg && strcmp(c->seg[i], s) == 0;
+}
+
+static int is_write(api_call *c)
+{
+    return c->method == EVHTTP_REQ_POST || c->method == EVHTTP_REQ_PUT;
+}
+
+/* Match the path against daprd's routes; returns 1 when handled. */
+static int route(api_call *c)
+{
+    if (c->n_seg < 2)
+        return 0;
+    int v1 = seg_is(c, 0, "v1.0");
+    int alpha1 = seg_is(c, 0, "v1.0-alpha1");
+    enum evhttp_cmd_type m = c->method;
+
+    if (v1 && seg_is(c, 1, "healthz") && m == EVHTTP_REQ_GET) {
+        if (c->n_seg == 2) { api_healthz(c); return 1; }
+        if (c->n_seg == 3 && seg_is(c, 2, "outbound")) { api_healthz_outbound(c); return 1; }
+        return 0;
+    }
+    if (v1 && seg_is(c, 1, "metadata")) {
+        if (c->n_seg == 2 && m == EVHTTP_REQ_GET) { api_metadata_get(c); return 1; }
+        if (c->n_seg == 3 && m == EVHTTP_REQ_PUT) { api_metadata_put(c, c->seg[2]); return 1; }
+        return 0;
+    }
+    if (v1 && seg_is(c, 1, "shutdown") && c->n_seg == 2 && m == EVHTTP_REQ_POST) {
+        api_shutdown(c);
+        return 1;
+    }
+    if (v1 && seg_is(c, 1, "state")) {
+        if (c->n_seg == 3 && is_write(c)) { api_state_save(c, c->seg[2]); return 1; }
+        if (c->n_seg == 4 && is_write(c) && seg_is(c, 3, "bulk")) { api_state_bulk_get(c, c->seg[2]); return 1; }
+        if (c->n_seg == 4 && is_write(c) && seg_is(c, 3, "transaction")) {
+            api_state_transaction(c, c->seg[2]);
+            return 1;
+        }
+        if (c->n_seg == 4 && m == EVHTTP_REQ_GET) { api_state_get(c, c->seg[2], c->seg[3]); return 1; }
+        if (c->n_seg == 4 && m == EVHTTP_REQ_DELETE) { api_state_delete(c, c->seg[2], c->seg[3]); return 1; }
+        return 0;
+    }
+    if (alpha1 && seg_is(c, 1, "state") && c->n_seg == 4 && seg_is(c, 3, "query") && is_write(c)) {
+        api_state_query(c, c->seg[2]);
+        return 1;
+    }
+    return 0;
+}
+
+/* Split the raw path on '/', dropping empty segments, and decode each. */
+static int split_path(api_call *c, const char *raw)
+{
+    const char *p = raw;
+    while (*p) {
+        while (*p == '/') p++;
+        if (!*p) break;
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        char *enc = xstrndup(p, n);
+        size_t dlen = 0;
+        char *dec = evhttp_uridecode(enc, 1, &dlen);
+        free(enc);
+        if (!dec || strlen(dec) != dlen) { /* %00 inside a segment */
+            free(dec);
+            return -1;
+        }
+        c->seg = xrealloc(c->seg, (c->n_seg + 1) * sizeof *c->seg);
+        c->seg[c->n_seg++] = dec;
+        p += n;
+    }
+    return 0;
+}
+
+static int is_health_path(api_call *c)
+{
+    return seg_is(c, 0, "v1.0") && seg_is(c, 1, "healthz") && c->method == EVHTTP_REQ_GET;
+}
+
+static void handle_request(struct evhttp_request *req, void *unused)
+{
+    (void)unused;
+    api_call *c = xcalloc(1, sizeof *c);
+    inflight++;
+    c->req = req;
+    c->method = evhttp_request_get_command(req);
+    TAILQ_INIT(&c->query);
+
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
+    if (!raw_path || split_path(c, raw_path) != 0) {
+        static const char msg[] = "invalid path\n";
+        api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
+        return;
+    }
+    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
+    if (q && evhttp_parse_query_str(q, &c->query) != 0) {
+        static const char msg[] = "invalid query string\n";
+        api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
+        return;
+    }
+    for (struct evkeyval *kv = c->query.tqh_first; kv; kv = kv->next.tqe_next)
+        if (strncmp(kv->key, "metadata.", 9) == 0 && kv->key[9])
+            kv_list_add_first(&c->metadata, kv->key + 9, kv->value);
+
+    /* API token: plain-text 401, health endpoints exempt (reference §1.4). */
+    if (rt.api_token && !is_health_path(c)) {
+        const char *tok = api_header(c, "dapr-api-token");
+        if (!tok || strcmp(tok, rt.api_token) != 0) {
+            static const char msg[] = "invalid api token\n";
+            api_reply_raw(c, 401, "text/plain", msg, sizeof msg - 1);
+            return;
+        }
+    }
+    if (rt.api_token)
+        evhttp_remove_header(evhttp_request_get_input_headers(req), "dapr-api-token");
+
+    if (!route(c))
+        api_invoke_fallback(c);
+}
+
+int http_api_start(const char *addresses, int port, size_t max_body)
+{
+    http = evhttp_new(loop_base());
+    if (!http)
+        return -1;
+    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+                                         EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
+    evhttp_set_max_headers_size(http, 64 * 1024);
+    evhttp_set_timeout(http, 60);
+    evhttp_set_gencb(http, handle_request, NULL);
+
+    char *list = xstrdup(addresses && *addresses ? addresses : "127.0.0.1");
+    int bound = 0;
+    for (char *save = NULL, *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
+        while (*a == ' ') a++;
+        if (!*a) continue;
+        struct evhttp_bound_socket *h = evhttp_bind_socket_with_handle(http, a, (ev_uint16_t)port);
+        if (!h || n_listeners == MAX_LISTENERS) {
+            log_error(SCOPE, "cannot listen on %s:%d", a, port);
+            free(list);
+            return -1;
+        }
+        listeners[n_listeners++] = h;
+        log_info(SCOPE, "HTTP server is running on %s:%d", a, port);
+        bound++;
+    }
+    free(list);
+    return bound ? 0 : -1;
+}
+
+void http_api_stop_accepting(void)
+{
+    for (size_t i = 0; i < n_listeners; i++)
+        evhttp_del_accept_socket(http, listeners[i]);
+    n_listeners = 0;
+}
+
+size_t http_api_inflight(void) { return inflight; }
+
+void http_api_free(void)
+{
+    if (http)
+        evhttp_free(http);
+    http = NULL;
+}

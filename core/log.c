@@ -1,0 +1,145 @@
+/*
+ * log.c - one line per event on stdout, in Dapr's formats:
+ *
+ *   text: time="..." level=info msg="..." app_id=x instance=h scope=s type=log ver=v
+ *   json: {"app_id":..,"instance":..,"level":..,"msg":..,"scope":..,"time":..,"type":"log","ver":..}
+ *
+ * Lines are built in full and written with one fwrite so that lines from
+ * several threads never interleave.  Callers never pass secret values.
+ */
+#include "config.h"
+#include "log.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+static log_level min_level = LOG_LEVEL_INFO;
+static int json_output;
+static char app_id_buf[256];
+static char version_buf[64] = "unknown";
+static char hostname_buf[256] = "localhost";
+
+static const char *level_names[] = {"debug", "info", "warning", "error", "fatal"};
+
+void log_setup(log_level level, int as_json, const char *app_id, const char *version)
+{
+    min_level = level;
+    json_output = as_json;
+    snprintf(app_id_buf, sizeof app_id_buf, "%s", app_id ? app_id : "");
+    snprintf(version_buf, sizeof version_buf, "%s", version ? version : "");
+    if (gethostname(hostname_buf, sizeof hostname_buf) != 0)
+        snprintf(hostname_buf, sizeof hostname_buf, "localhost");
+    hostname_buf[sizeof hostname_buf - 1] = '\0';
+}
+
+int log_level_parse(const char *name)
+{
+    static const char *accepted[] = {"debug", "info", "warn", "error", "fatal"};
+    for (int i = 0; i < 5; i++)
+        if (strcasecmp(name, accepted[i]) == 0)
+            return i;
+    if (strcasecmp(name, "warning") == 0)
+        return LOG_LEVEL_WARN;
+    return -1;
+}
+
+int log_enabled(log_level level)
+{
+    return level >= min_level;
+}
+
+/* RFC 3339 with nanoseconds, UTC: 2026-11-28T13:00:00.123456789Z */
+static void format_time(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%09ldZ", ts.tv_nsec);
+}
+
+/* Append s to the text line, quoting as logrus does when needed. */
+static void append_text_value(char *out, size_t outlen, size_t *pos, const char *s)
+{
+    int quote = (*s == '\0');
+    for (const char *p = s; *p && !quote; p++)
+        if (*p == ' ' || *p == '"' || *p == '=' || (unsigned char)*p < 0x20)
+            quote = 1;
+    if (!quote) {
+        int n = snprintf(out + *pos, outlen - *pos, "%s", s);
+        if (n > 0) *pos = (*pos + (size_t)n < outlen) ? *pos + (size_t)n : outlen - 1;
+        return;
+    }
+    if (*pos + 1 < outlen) out[(*pos)++] = '"';
+    for (const char *p = s; *p && *pos + 3 < outlen; p++) {
+        if (*p == '"' || *p == '\\') {
+            out[(*pos)++] = '\\';
+            out[(*pos)++] = *p;
+        } else if (*p == '\n') {
+            out[(*pos)++] = '\\';
+            out[(*pos)++] = 'n';
+        } else {
+            out[(*pos)++] = *p;
+        }
+    }
+    if (*pos + 1 < outlen) out[(*pos)++] = '"';
+    out[*pos] = '\0';
+}
+
+void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
+{
+    if (level < min_level)
+        return;
+    char msg[4096];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    char when[64];
+    format_time(when, sizeof when);
+
+    if (json_output) {
+        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+                              "app_id", app_id_buf, "instance", hostname_buf,
+                              "level", level_names[level], "msg", msg,
+                              "scope", scope, "time", when, "type", "log",
+                              "ver", version_buf);
+        /* msg may not be valid UTF-8 (it can quote request data). */
+        if (!o)
+            o = json_pack("{s:s, s:s, s:s, s:s}", "level", level_names[level],
+                          "msg", "(log message was not valid UTF-8)",
+                          "scope", scope, "time", when);
+        char *line = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        if (line) {
+            size_t n = strlen(line);
+            line[n] = '\n';
+            fwrite(line, 1, n + 1, stdout);
+            line[n] = '\0';
+            free(line);
+        }
+        json_decref(o);
+    } else {
+        char line[5120];
+        size_t pos = 0;
+        pos += (size_t)snprintf(line, sizeof line, "time=\"%s\" level=%s msg=", when,
+                                level_names[level]);
+        append_text_value(line, sizeof line, &pos, msg);
+        int n = snprintf(line + pos, sizeof line - pos, " app_id=%s instance=%s scope=%s type=log ver=%s\n",
+                         app_id_buf[0] ? app_id_buf : "\"\"", hostname_buf, scope, version_buf);
+        if (n > 0) pos = (pos + (size_t)n < sizeof line) ? pos + (size_t)n : sizeof line - 1;
+        line[sizeof line - 2] = '\n';
+        fwrite(line, 1, pos, stdout);
+    }
+    fflush(stdout);
+}
+
+void log_write(log_level level, const char *scope, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, scope, fmt, ap);
+    va_end(ap);
+}

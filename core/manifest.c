@@ -1,0 +1,335 @@
+/*
+ * manifest.c - turn Dapr's YAML manifests into component_spec records.
+ *
+ * libyaml's document API gives a node tree per document; we walk it with
+ * two helpers (mapping lookup, scalar text) and check each field by hand so
+ * that every error can name the file, the component and the field.
+ */
+#include "config.h"
+#include "manifest.h"
+#include "log.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <yaml.h>
+
+#define SCOPE "dapr.runtime.loader"
+#define DEFAULT_INIT_TIMEOUT_MS 5000
+
+static yaml_node_t *map_get(yaml_document_t *doc, yaml_node_t *map, const char *key)
+{
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start;
+         p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)k->data.scalar.value, key) == 0)
+            return yaml_document_get_node(doc, p->value);
+    }
+    return NULL;
+}
+
+/* Scalar text, or NULL when the node is absent or not a scalar.  A YAML
+ * null ("~", "null", empty) is returned as "" like Dapr's string form. */
+static const char *scalar(yaml_node_t *n)
+{
+    if (!n || n->type != YAML_SCALAR_NODE)
+        return NULL;
+    const char *v = (const char *)n->data.scalar.value;
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+        (strcmp(v, "~") == 0 || strcmp(v, "null") == 0 || strcmp(v, "Null") == 0 ||
+         strcmp(v, "NULL") == 0))
+        return "";
+    return v;
+}
+
+static int fail(char **err, const char *origin, const char *comp, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static int fail(char **err, const char *origin, const char *comp, const char *fmt, ...)
+{
+    char what[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (comp)
+        *err = xasprintf("%s: component '%s': %s", origin, comp, what);
+    else
+        *err = xasprintf("%s: %s", origin, what);
+    return -1;
+}
+
+/* Dapr requires metadata.name to be a valid path segment. */
+static int valid_name(const char *s)
+{
+    if (!*s || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+        return 0;
+    for (const char *p = s; *p; p++)
+        if (*p == '/' || *p == '%' || (unsigned char)*p < 0x20)
+            return 0;
+    return 1;
+}
+
+static void spec_free(component_spec *c)
+{
+    free(c->file);
+    free(c->name);
+    free(c->type);
+    free(c->version);
+    free(c->auth_secret_store);
+    for (size_t i = 0; i < c->n_meta; i++) {
+        free(c->meta[i].name);
+        free(c->meta[i].value);
+        free(c->meta[i].secret_name);
+        free(c->meta[i].secret_key);
+    }
+    free(c->meta);
+}
+
+void component_list_free(component_list *list)
+{
+    for (size_t i = 0; i < list->n; i++)
+        spec_free(&list->items[i]);
+    free(list->items);
+    list->items = NULL;
+    list->n = 0;
+}
+
+/* Is app_id listed in the top-level scopes (absent or empty = everyone)? */
+static int in_scope(yaml_document_t *doc, yaml_node_t *root, const char *app_id,
+                    const char *origin, const char *name, char **err, int *ok)
+{
+    yaml_node_t *scopes = map_get(doc, root, "scopes");
+    *ok = 1;
+    if (!scopes || (scopes->type == YAML_SCALAR_NODE && !*scalar(scopes)))
+        return 0;
+    if (scopes->type != YAML_SEQUENCE_NODE)
+        return fail(err, origin, name, "scopes must be a list of app ids");
+    if (scopes->data.sequence.items.top == scopes->data.sequence.items.start)
+        return 0;
+    *ok = 0;
+    for (yaml_node_item_t *it = scopes->data.sequence.items.start;
+         it < scopes->data.sequence.items.top; it++) {
+        const char *s = scalar(yaml_document_get_node(doc, *it));
+        if (!s)
+            return fail(err, origin, name, "scopes must be a list of app ids");
+        if (app_id && strcmp(s, app_id) == 0)
+            *ok = 1;
+    }
+    return 0;
+}
+
+static int parse_component(yaml_document_t *doc, yaml_node_t *root, const char *origin,
+                           const char *app_id, component_list *list, char **err)
+{
+    yaml_node_t *md = map_get(doc, root, "metadata");
+    const char *name = scalar(map_get(doc, md, "name"));
+    if (!name || !*name)
+        return fail(err, origin, NULL, "Component without metadata.name");
+    if (!valid_name(name))
+        return fail(err, origin, name, "metadata.name must be a valid path segment (no '/', '%%', '.' or '..')");
+
+    int wanted;
+    if (in_scope(doc, root, app_id, origin, name, err, &wanted) != 0)
+        return -1;
+    if (!wanted) {
+        log_debug(SCOPE, "component %s in %s is not scoped to app %s: skipped", name, origin,
+                  app_id ? app_id : "");
+        return 0;
+    }
+
+    yaml_node_t *spec = map_get(doc, root, "spec");
+    if (!spec || spec->type != YAML_MAPPING_NODE)
+        return fail(err, origin, name, "spec is missing or not a mapping");
+    const char *type = scalar(map_get(doc, spec, "type"));
+    if (!type || !*type)
+        return fail(err, origin, name, "spec.type is required");
+    if (!strchr(type, '.') || type[0] == '.')
+        return fail(err, origin, name, "spec.type '%s' must be <category>.<name>", type);
+    const char *version = scalar(map_get(doc, spec, "version"));
+    yaml_node_t *ignore_node = map_get(doc, spec, "ignoreErrors");
+    int ignore = 0;
+    if (ignore_node) {
+        const char *s = scalar(ignore_node);
+        if (!s || (ignore = parse_bool(s)) < 0)
+            return fail(err, origin, name, "spec.ignoreErrors must be true or false");
+    }
+    int64_t init_timeout = DEFAULT_INIT_TIMEOUT_MS;
+    const char *it = scalar(map_get(doc, spec, "initTimeout"));
+    /* Dapr: an invalid or empty initTimeout means the default 5 s. */
+    if (it && *it && (parse_duration_ms(it, &init_timeout) != 0 || init_timeout <= 0)) {
+        log_warn(SCOPE, "%s: component '%s': spec.initTimeout '%s' is not a duration; using 5s",
+                 origin, name, it);
+        init_timeout = DEFAULT_INIT_TIMEOUT_MS;
+    }
+
+    component_spec c = {0};
+    c.file = xstrdup(origin);
+    c.name = xstrdup(name);
+    c.type = xstrdup(type);
+    c.version = xstrdup(version ? version : "");
+    c.ignore_errors = ignore;
+    c.init_timeout_ms = init_timeout;
+    const char *auth = scalar(map_get(doc, map_get(doc, root, "auth"), "secretStore"));
+    if (auth && *auth)
+        c.auth_secret_store = xstrdup(auth);
+
+    yaml_node_t *meta = map_get(doc, spec, "metadata");
+    if (meta && !(meta->type == YAML_SCALAR_NODE && !*scalar(meta))) {
+        if (meta->type != YAML_SEQUENCE_NODE) {
+            spec_free(&c);
+            return fail(err, origin, name, "spec.metadata must be a list of {name, value}");
+        }
+        size_t n = (size_t)(meta->data.sequence.items.top - meta->data.sequence.items.start);
+        c.meta = xcalloc(n, sizeof *c.meta);
+        for (size_t i = 0; i < n; i++) {
+            yaml_node_t *item = yaml_document_get_node(doc, meta->data.sequence.items.start[i]);
+            const char *mname = scalar(map_get(doc, item, "name"));
+            if (!mname || !*mname) {
+                spec_free(&c);
+                return fail(err, origin, name, "spec.metadata[%zu].name is required", i);
+            }
+            manifest_meta *m = &c.meta[c.n_meta++];
+            m->name = xstrdup(mname);
+            yaml_node_t *vnode = map_get(doc, item, "value");
+            yaml_node_t *sref = map_get(doc, item, "secretKeyRef");
+            const char *envref = scalar(map_get(doc, item, "envRef"));
+            if (vnode) {
+                const char *v = scalar(vnode);
+                if (!v) {
+                    spec_free(&c);
+                    return fail(err, origin, name, "spec.metadata '%s': value must be a scalar", mname);
+                }
+                m->value = xstrdup(v);
+            } else if (sref) {
+                const char *sn = scalar(map_get(doc, sref, "name"));
+                const char *sk = scalar(map_get(doc, sref, "key"));
+                if (!sn || !*sn) {
+                    spec_free(&c);
+                    return fail(err, origin, name, "spec.metadata '%s': secretKeyRef.name is required", mname);
+                }
+                m->secret_name = xstrdup(sn);
+                m->secret_key = xstrdup(sk && *sk ? sk : sn);
+            } else if (envref) {
+                const char *ev = getenv(envref);
+                m->value = xstrdup(ev ? ev : "");
+            } else {
+                m->value = xstrdup("");
+            }
+        }
+    }
+
+    /* A second component with the same name is an error, as in Dapr. */
+    for (size_t i = 0; i < list->n; i++) {
+        if (strcmp(list->items[i].name, c.name) == 0) {
+            int rc = fail(err, origin, name, "a component with this name was already loaded from %s",
+                          list->items[i].file);
+            spec_free(&c);
+            return rc;
+        }
+    }
+    list->items = xrealloc(list->items, (list->n + 1) * sizeof *list->items);
+    list->items[list->n++] = c;
+    return 0;
+}
+
+int manifest_load_string(const char *yaml, size_t len, const char *origin,
+                         const char *app_id, component_list *list, char **err)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser))
+        return fail(err, origin, NULL, "cannot initialise the YAML parser");
+    yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
+    int rc = 0;
+    for (int docno = 1;; docno++) {
+        yaml_document_t doc;
+        if (!yaml_parser_load(&parser, &doc)) {
+            rc = fail(err, origin, NULL, "YAML error at line %zu: %s",
+                      parser.problem_mark.line + 1,
+                      parser.problem ? parser.problem : "unknown problem");
+            break;
+        }
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (!root) { /* end of stream */
+            yaml_document_delete(&doc);
+            break;
+        }
+        if (root->type == YAML_MAPPING_NODE) {
+            const char *kind = scalar(map_get(&doc, root, "kind"));
+            const char *api = scalar(map_get(&doc, root, "apiVersion"));
+            if (kind && strcmp(kind, "Component") == 0) {
+                if (!api || strcmp(api, "dapr.io/v1alpha1") != 0)
+                    log_warn(SCOPE, "%s: document %d: Component with apiVersion '%s' (expected dapr.io/v1alpha1)",
+                             origin, docno, api ? api : "");
+                rc = parse_component(&doc, root, origin, app_id, list, err);
+            } else {
+                log_debug(SCOPE, "%s: document %d of kind '%s' skipped", origin, docno,
+                          kind ? kind : "(none)");
+            }
+        } else if (!(root->type == YAML_SCALAR_NODE && !*scalar(root))) {
+            log_warn(SCOPE, "%s: document %d is not a mapping: skipped", origin, docno);
+        }
+        yaml_document_delete(&doc);
+        if (rc != 0)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+static int has_yaml_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return (n > 5 && strcmp(name + n - 5, ".yaml") == 0) ||
+           (n > 4 && strcmp(name + n - 4, ".yml") == 0);
+}
+
+int manifest_load_dir(const char *dir, const char *app_id, component_list *list, char **err)
+{
+    struct dirent **entries;
+    int n = scandir(dir, &entries, NULL, alphasort);
+    if (n < 0)
+        return fail(err, dir, NULL, "cannot read resources folder: %s", strerror(errno));
+    int rc = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = entries[i]->d_name;
+        if (rc != 0 || name[0] == '.')
+            continue;
+        char *path = xasprintf("%s/%s", dir, name);
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            free(path);
+            continue;
+        }
+        if (!has_yaml_suffix(name)) {
+            log_warn(SCOPE, "%s is not a .yaml or .yml file: skipped", path);
+            free(path);
+            continue;
+        }
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            rc = fail(err, path, NULL, "cannot open: %s", strerror(errno));
+            free(path);
+            continue;
+        }
+        char *buf = xmalloc((size_t)st.st_size + 1);
+        size_t got = fread(buf, 1, (size_t)st.st_size, f);
+        fclose(f);
+        rc = manifest_load_string(buf, got, path, app_id, list, err);
+        free(buf);
+        free(path);
+    }
+    for (int i = 0; i < n; i++)
+        free(entries[i]);
+    free(entries);
+    return rc;
+}
