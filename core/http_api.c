@@ -289,18 +289,31 @@ static void handle_request(struct evhttp_request *req, void *unused)
     c->method = evhttp_request_get_command(req);
     TAILQ_INIT(&c->query);
 
-    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
-    const char *raw_path = uri ? evhttp_uri_get_path(uri) : NULL;
-    if (!raw_path || split_path(c, raw_path) != 0) {
+    /* Work on the raw request target: evhttp's URI parser would read
+     * "//v1.0/state" as an authority, while Dapr collapses the slashes. */
+    const char *target = evhttp_request_get_uri(req);
+    if (strncmp(target, "http://", 7) == 0 || strncmp(target, "https://", 8) == 0) {
+        const char *p = strchr(strstr(target, "//") + 2, '/');
+        target = p ? p : "/";
+    }
+    size_t path_len = strcspn(target, "?#");
+    char *raw_path = xstrndup(target, path_len);
+    int bad_path = split_path(c, raw_path);
+    free(raw_path);
+    if (bad_path) {
         static const char msg[] = "invalid path\n";
         api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
         return;
     }
-    const char *q = uri ? evhttp_uri_get_query(uri) : NULL;
-    if (q && evhttp_parse_query_str(q, &c->query) != 0) {
-        static const char msg[] = "invalid query string\n";
-        api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
-        return;
+    if (target[path_len] == '?') {
+        char *q = xstrndup(target + path_len + 1, strcspn(target + path_len + 1, "#"));
+        int bad_query = evhttp_parse_query_str(q, &c->query);
+        free(q);
+        if (bad_query) {
+            static const char msg[] = "invalid query string\n";
+            api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
+            return;
+        }
     }
     for (struct evkeyval *kv = c->query.tqh_first; kv; kv = kv->next.tqe_next)
         if (strncmp(kv->key, "metadata.", 9) == 0 && kv->key[9])
