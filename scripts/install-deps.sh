@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Install the Debian 12 packages needed to build dapr-c and run its tests.
+# Run as root (or through sudo).
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends \
+  build-essential autoconf automake libtool pkg-config \
+  libevent-dev libjansson-dev libyaml-dev libssl-dev libsqlite3-dev libsystemd-dev check \
+  systemd curl ca-certificates python3 python3-pytest valgrind abigail-tools
