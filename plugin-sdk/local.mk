@@ -15,3 +15,7 @@ EXTRA_DIST += plugin-sdk/dapr-plugin-sdk.pc.in plugin-sdk/README.md
 
 include plugin-sdk/conformance/local.mk
 include plugin-sdk/examples/local.mk
+
+# ABI guard: the public headers against the recorded baseline (abidiff).
+TESTS += plugin-sdk/abi/check-abi.sh
+EXTRA_DIST += plugin-sdk/abi/check-abi.sh plugin-sdk/abi/abi_anchor.c plugin-sdk/abi/dapr-plugin-abi.xml
