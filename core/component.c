@@ -252,7 +252,9 @@ static int check_schema(const component_spec *s, const dapr_component_def *def, 
             if (parse_bool(v) < 0) want = "true or false";
             break;
         case DAPR_META_DURATION:
-            if (parse_duration_ms(v, &i64) != 0) want = "a duration such as 5s or 1m30s";
+            /* Negative durations ("-1") mean "disabled" in some Dapr components. */
+            if (parse_duration_ms(v[0] == '-' ? v + 1 : v, &i64) != 0)
+                want = "a duration such as 5s or 1m30s";
             break;
         case DAPR_META_BYTES:
             if (parse_quantity_bytes(v, &u64) != 0) want = "a size such as 4Mi";

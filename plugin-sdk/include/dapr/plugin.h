@@ -68,7 +68,10 @@ typedef enum dapr_component_kind {
  * failure it writes a one-line reason (without secret values) to errbuf.
  *
  * close() releases the instance.  The host calls it once, after every
- * operation on the instance has completed.
+ * operation on the instance has completed -- which it may do as soon as the
+ * last completion callback was called, so a plugin must not touch the
+ * instance after calling an operation's callback: make the callback the
+ * last thing an operation does.
  */
 typedef struct dapr_component_def {
     uint32_t size;                 /* sizeof(dapr_component_def) */
