@@ -53,7 +53,9 @@ const char *plugins_check_abi(const dapr_plugin_descriptor *d)
     if (d->n_components > 0 && !d->components)
         return "descriptor lists components but gives no array";
     for (size_t i = 0; i < d->n_components; i++) {
-        const dapr_component_def *c = &d->components[i];
+        const dapr_component_def *c = d->components[i];
+        if (!c)
+            return "a component pointer is NULL";
         if (c->size < MIN_COMPONENT_SIZE)
             return "a component definition is smaller than ABI 1.0 defines";
         if (!c->type || !*c->type || !c->init || !c->close || !c->vtable)
@@ -150,7 +152,7 @@ int plugins_load_file(const char *path)
     }
     /* All or nothing: check every type before registering any. */
     for (size_t i = 0; i < d->n_components; i++) {
-        const dapr_component_def *c = &d->components[i];
+        const dapr_component_def *c = d->components[i];
         if (kind_of_type_name(c->type) == 0) {
             log_error(SCOPE, "plugin %s refused: component type '%s' has an unknown category", path,
                       c->type);
@@ -160,8 +162,8 @@ int plugins_load_file(const char *path)
         const struct registered_type *dup =
             find_registered(c->kind, c->type, version_or_default(c->version));
         for (size_t j = 0; !dup && j < i; j++)
-            if (d->components[j].kind == c->kind && strcmp(d->components[j].type, c->type) == 0 &&
-                strcmp(version_or_default(d->components[j].version), version_or_default(c->version)) == 0)
+            if (d->components[j]->kind == c->kind && strcmp(d->components[j]->type, c->type) == 0 &&
+                strcmp(version_or_default(d->components[j]->version), version_or_default(c->version)) == 0)
                 dup = &(struct registered_type){.path = path};
         if (dup) {
             log_error(SCOPE, "plugin %s refused: component type %s %s is already provided by %s", path,
@@ -177,11 +179,11 @@ int plugins_load_file(const char *path)
     n_files++;
     for (size_t i = 0; i < d->n_components; i++) {
         types = xrealloc(types, (n_types + 1) * sizeof *types);
-        types[n_types].def = &d->components[i];
+        types[n_types].def = d->components[i];
         types[n_types].path = stored_path;
         n_types++;
-        log_debug(SCOPE, "registered component type %s/%s from %s", d->components[i].type,
-                  version_or_default(d->components[i].version), path);
+        log_debug(SCOPE, "registered component type %s/%s from %s", d->components[i]->type,
+                  version_or_default(d->components[i]->version), path);
     }
     log_info(SCOPE, "loaded plugin %s %s (%s, ABI %u.%u, %zu component types)",
              d->name ? d->name : "?", d->version ? d->version : "?", path, d->abi_major,

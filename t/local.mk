@@ -3,3 +3,4 @@ include t/unit/local.mk
 include t/plugins/local.mk
 include t/integration/local.mk
 include t/system/local.mk
+EXTRA_DIST += t/sdk-example.sh

@@ -1111,7 +1111,7 @@ static const dapr_state_vtable vtable = {
     .max_transaction_ops = 0,
 };
 
-static const dapr_component_def components[] = {{
+static const dapr_component_def sqlite_component = {
     .size = sizeof(dapr_component_def),
     .kind = DAPR_KIND_STATE,
     .type = "state.sqlite",
@@ -1123,7 +1123,9 @@ static const dapr_component_def components[] = {{
     .init = st_init,
     .close = st_close,
     .vtable = &vtable,
-}};
+};
+
+static const dapr_component_def *const components[] = {&sqlite_component};
 
 static const dapr_plugin_descriptor descriptor = {
     DAPR_PLUGIN_DESCRIPTOR_HEADER,

@@ -153,7 +153,8 @@ static const dapr_component_def dummy_comp = {
 
 START_TEST(abi_rules)
 {
-    dapr_plugin_descriptor d = {DAPR_PLUGIN_DESCRIPTOR_HEADER, .name = "x", .components = &dummy_comp,
+    const dapr_component_def *list[] = {&dummy_comp};
+    dapr_plugin_descriptor d = {DAPR_PLUGIN_DESCRIPTOR_HEADER, .name = "x", .components = list,
                                 .n_components = 1};
     ck_assert_ptr_null(plugins_check_abi(&d));
     d.abi_major = DAPR_PLUGIN_ABI_MAJOR + 1;
@@ -167,7 +168,11 @@ START_TEST(abi_rules)
     d.size = sizeof d;
     dapr_component_def broken = dummy_comp;
     broken.init = NULL;
-    d.components = &broken;
+    const dapr_component_def *broken_list[] = {&broken};
+    d.components = broken_list;
+    ck_assert_ptr_nonnull(plugins_check_abi(&d));
+    const dapr_component_def *null_list[] = {NULL};
+    d.components = null_list;
     ck_assert_ptr_nonnull(plugins_check_abi(&d));
     ck_assert_ptr_nonnull(plugins_check_abi(NULL));
 }

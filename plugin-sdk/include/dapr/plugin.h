@@ -9,6 +9,14 @@
  * types the .so provides ("state.sqlite", ...), each with its kind, version,
  * features, metadata schema, lifecycle functions and a vtable for its kind.
  *
+ * Growing the ABI: structs the plugin hands to the host (descriptor,
+ * component definitions, vtables, results) and the host services table
+ * record their size and may grow at their end in a minor version.  Request
+ * structs the host hands to plugins, and every struct passed in an array
+ * (dapr_kv, dapr_state_set_req, dapr_state_delete_req, dapr_state_op,
+ * dapr_state_bulk_item, dapr_state_query_item, ...), are frozen for a major
+ * version: changing them is a major bump.
+ *
  * Loading rules (daprd's loader):
  *  - descriptor.abi_major must equal DAPR_PLUGIN_ABI_MAJOR of the host and
  *    descriptor.abi_minor must not exceed the host's minor; otherwise the
@@ -98,7 +106,10 @@ typedef struct dapr_plugin_descriptor {
     const char *name;              /* "state-sqlite" */
     const char *version;           /* the plugin's own version string */
     const char *description;
-    const dapr_component_def *components;
+    /* n_components pointers.  Pointers rather than an array of structs, so
+     * that a dapr_component_def that grows in a later minor version does
+     * not change where the next one starts. */
+    const dapr_component_def *const *components;
     size_t n_components;
 } dapr_plugin_descriptor;
 
