@@ -23,7 +23,7 @@ make -j"$jobs" check || { cat t/*.log t/*/*.log plugin-sdk/*/*.log plugins/*/*.l
 step "unit tests under valgrind"
 for t in t/unit/check_core plugins/*/test_*; do
   [ -x "$t" ] || continue
-  CK_FORK=no libtool --mode=execute valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
+  CK_FORK=no ./libtool --mode=execute valgrind -q --leak-check=full --errors-for-leak-kinds=definite,indirect \
     --error-exitcode=9 "$t"
 done
 step "out-of-tree SDK example"
