@@ -15,6 +15,7 @@
 #include "runtime.h"
 #include "util.h"
 
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -261,6 +262,14 @@ static int split_path(api_call *c, const char *raw)
         const char *end = strchr(p, '/');
         size_t n = end ? (size_t)(end - p) : strlen(p);
         char *enc = xstrndup(p, n);
+        /* Go's query unescaping fails on a '%' without two hex digits;
+         * evhttp would pass it through, so check first. */
+        for (const char *e = strchr(enc, '%'); e; e = strchr(e + 1, '%')) {
+            if (!isxdigit((unsigned char)e[1]) || !isxdigit((unsigned char)e[2])) {
+                free(enc);
+                return -1;
+            }
+        }
         size_t dlen = 0;
         char *dec = evhttp_uridecode(enc, 1, &dlen);
         free(enc);
