@@ -4,3 +4,4 @@ include t/plugins/local.mk
 include t/integration/local.mk
 include t/system/local.mk
 EXTRA_DIST += t/sdk-example.sh
+include t/sdk-js/local.mk
