@@ -203,6 +203,26 @@ static void op_done(component *comp)
     atomic_fetch_sub(&comp->inflight, 1);
 }
 
+/*
+ * The head of every operation that completes with a plain dapr_result
+ * (save, delete, transaction): the completion copies the status and posts
+ * the operation's own finish function to the loop.
+ */
+struct status_head {
+    void (*finish)(void *op); /* runs on the loop thread */
+    dapr_status st;
+    char *msg;
+};
+
+static void status_done(void *ctx, const dapr_result *res)
+{
+    struct status_head *h = ctx;
+    h->st = res->status;
+    free(h->msg);
+    h->msg = res->message ? xstrdup(res->message) : NULL;
+    loop_post(h->finish, h);
+}
+
 /* ---- GET /v1.0/state/{store}/{key} ------------------------------------------ */
 
 struct get_op {
@@ -405,6 +425,7 @@ static int parse_set_item(api_call *c, component *comp, json_t *item, struct set
 }
 
 struct save_op {
+    struct status_head head; /* first: status_done casts to it */
     api_call *call;
     component *comp;
     struct set_item *items;
@@ -412,15 +433,13 @@ struct save_op {
     size_t n;
     size_t next;          /* next item for the one-by-one fallback */
     int use_bulk;
-    dapr_status st;
-    char *msg;
 };
 
 static void save_op_free(struct save_op *op)
 {
     set_items_free(op->items, op->n);
     free(op->reqs);
-    free(op->msg);
+    free(op->head.msg);
     free(op);
 }
 
@@ -430,28 +449,19 @@ static void save_step(void *arg)
 {
     struct save_op *op = arg;
     op_done(op->comp);
-    if (op->st == DAPR_OK && !op->use_bulk && op->next < op->n) {
+    if (op->head.st == DAPR_OK && !op->use_bulk && op->next < op->n) {
         /* One-by-one fallback: next item. */
         if (dispatch(op->call, op->comp, save_run, op, "ERR_STATE_SAVE") != 0)
             save_op_free(op);
         return;
     }
-    if (op->st != DAPR_OK)
-        api_reply_error(op->call, write_error_status(op->st), "ERR_STATE_SAVE",
+    if (op->head.st != DAPR_OK)
+        api_reply_error(op->call, write_error_status(op->head.st), "ERR_STATE_SAVE",
                         "failed saving state in state store %s: %s", op->comp->name,
-                        status_text(op->st, op->msg));
+                        status_text(op->head.st, op->head.msg));
     else
         api_reply_empty(op->call, 204);
     save_op_free(op);
-}
-
-static void save_done(void *ctx, const dapr_result *res)
-{
-    struct save_op *op = ctx;
-    op->st = res->status;
-    free(op->msg);
-    op->msg = res->message ? xstrdup(res->message) : NULL;
-    loop_post(save_step, op);
 }
 
 static void save_run(void *arg)
@@ -459,9 +469,9 @@ static void save_run(void *arg)
     struct save_op *op = arg;
     const dapr_state_vtable *vt = vtable_of(op->comp);
     if (op->use_bulk)
-        vt->bulk_set(op->comp->instance, op->reqs, op->n, save_done, op);
+        vt->bulk_set(op->comp->instance, op->reqs, op->n, status_done, op);
     else
-        vt->set(op->comp->instance, &op->reqs[op->next++], save_done, op);
+        vt->set(op->comp->instance, &op->reqs[op->next++], status_done, op);
 }
 
 void api_state_save(api_call *c, const char *store)
@@ -479,6 +489,7 @@ void api_state_save(api_call *c, const char *store)
         return;
     }
     struct save_op *op = xcalloc(1, sizeof *op);
+    op->head.finish = save_step;
     op->call = c;
     op->comp = comp;
     op->items = xcalloc(n, sizeof *op->items);
@@ -501,6 +512,7 @@ void api_state_save(api_call *c, const char *store)
 /* ---- DELETE /v1.0/state/{store}/{key} --------------------------------------- */
 
 struct delete_op {
+    struct status_head head; /* first: status_done casts to it */
     api_call *call;
     component *comp;
     char *app_key;
@@ -508,8 +520,6 @@ struct delete_op {
     char *etag;
     kv_list meta;
     dapr_state_delete_req req;
-    dapr_status st;
-    char *msg;
 };
 
 static void delete_op_free(struct delete_op *op)
@@ -518,7 +528,7 @@ static void delete_op_free(struct delete_op *op)
     free(op->key);
     free(op->etag);
     kv_list_free(&op->meta);
-    free(op->msg);
+    free(op->head.msg);
     free(op);
 }
 
@@ -526,27 +536,19 @@ static void delete_finish(void *arg)
 {
     struct delete_op *op = arg;
     op_done(op->comp);
-    if (op->st != DAPR_OK)
-        api_reply_error(op->call, write_error_status(op->st), "ERR_STATE_DELETE",
+    if (op->head.st != DAPR_OK)
+        api_reply_error(op->call, write_error_status(op->head.st), "ERR_STATE_DELETE",
                         "failed deleting state with key %s: %s", op->app_key,
-                        status_text(op->st, op->msg));
+                        status_text(op->head.st, op->head.msg));
     else
         api_reply_empty(op->call, 204);
     delete_op_free(op);
 }
 
-static void delete_done(void *ctx, const dapr_result *res)
-{
-    struct delete_op *op = ctx;
-    op->st = res->status;
-    op->msg = res->message ? xstrdup(res->message) : NULL;
-    loop_post(delete_finish, op);
-}
-
 static void delete_run(void *arg)
 {
     struct delete_op *op = arg;
-    vtable_of(op->comp)->del(op->comp->instance, &op->req, delete_done, op);
+    vtable_of(op->comp)->del(op->comp->instance, &op->req, status_done, op);
 }
 
 void api_state_delete(api_call *c, const char *store, const char *key)
@@ -567,6 +569,7 @@ void api_state_delete(api_call *c, const char *store, const char *key)
         return;
     }
     struct delete_op *op = xcalloc(1, sizeof *op);
+    op->head.finish = delete_finish;
     op->call = c;
     op->comp = comp;
     op->app_key = xstrdup(key);
@@ -847,14 +850,13 @@ void api_state_bulk_get(api_call *c, const char *store)
 /* ---- POST /v1.0/state/{store}/transaction ------------------------------------ */
 
 struct txn_op {
+    struct status_head head; /* first: status_done casts to it */
     api_call *call;
     component *comp;
     struct set_item *items;   /* one per operation (delete uses key/etag/meta) */
     dapr_state_op *ops;
     size_t n;
     kv_list meta;
-    dapr_status st;
-    char *msg;
 };
 
 static void txn_op_free(struct txn_op *op)
@@ -862,7 +864,7 @@ static void txn_op_free(struct txn_op *op)
     set_items_free(op->items, op->n);
     free(op->ops);
     kv_list_free(&op->meta);
-    free(op->msg);
+    free(op->head.msg);
     free(op);
 }
 
@@ -870,27 +872,19 @@ static void txn_finish(void *arg)
 {
     struct txn_op *op = arg;
     op_done(op->comp);
-    if (op->st != DAPR_OK)
+    if (op->head.st != DAPR_OK)
         api_reply_error(op->call, 500, "ERR_STATE_TRANSACTION", "error while executing state transaction: %s",
-                        status_text(op->st, op->msg));
+                        status_text(op->head.st, op->head.msg));
     else
         api_reply_empty(op->call, 204);
     txn_op_free(op);
-}
-
-static void txn_done(void *ctx, const dapr_result *res)
-{
-    struct txn_op *op = ctx;
-    op->st = res->status;
-    op->msg = res->message ? xstrdup(res->message) : NULL;
-    loop_post(txn_finish, op);
 }
 
 static void txn_run(void *arg)
 {
     struct txn_op *op = arg;
     dapr_state_txn_req req = {.ops = op->ops, .n_ops = op->n, .metadata = kv_list_view(&op->meta)};
-    vtable_of(op->comp)->transact(op->comp->instance, &req, txn_done, op);
+    vtable_of(op->comp)->transact(op->comp->instance, &req, status_done, op);
 }
 
 void api_state_transaction(api_call *c, const char *store)
@@ -924,6 +918,7 @@ void api_state_transaction(api_call *c, const char *store)
         return;
     }
     struct txn_op *op = xcalloc(1, sizeof *op);
+    op->head.finish = txn_finish;
     op->call = c;
     op->comp = comp;
     op->n = n;

@@ -410,6 +410,26 @@ static void free_event(struct event **ev)
     *ev = NULL;
 }
 
+/* Finish queued plugin work, answer what it posted, then tear down in
+ * the reverse order of start-up. */
+static void teardown(void)
+{
+    workers_stop();
+    loop_drain();
+    free_event(&drain_timer);
+    free_event(&watchdog_timer);
+    free_event(&force_timer);
+    free_event(&sig_term);
+    free_event(&sig_int);
+    http_api_free();
+    components_close_all();
+    plugins_unload_all();
+    loop_free();
+    json_decref(rt.extended);
+    free(opt.resources);
+    free(opt.plugin_dirs);
+}
+
 int main(int argc, char **argv)
 {
     int64_t started = now_monotonic_ms();
@@ -454,24 +474,14 @@ int main(int argc, char **argv)
         log_error(SCOPE, "fatal error loading manifests: %s", err);
         free(err);
         component_list_free(&specs);
-        workers_stop();
-        plugins_unload_all();
-        loop_free();
+        teardown();
         return 1;
     }
     rc = components_init_all(&specs, opt.app_id);
     component_list_free(&specs);
     if (rc != 0 || http_api_start(opt.listen_addresses, opt.http_port, opt.max_body) != 0) {
         log_error(SCOPE, "fatal error: daprd cannot start");
-        workers_stop();
-        loop_drain();
-        http_api_free();
-        components_close_all();
-        plugins_unload_all();
-        loop_free();
-        json_decref(rt.extended);
-        free(opt.resources);
-        free(opt.plugin_dirs);
+        teardown();
         return 1;
     }
     rt.outbound_ready = 1;
@@ -485,22 +495,7 @@ int main(int argc, char **argv)
     notify_ready();
 
     loop_run();
-
-    /* Finish queued plugin work, answer what it posted, then tear down. */
-    workers_stop();
-    loop_drain();
-    free_event(&drain_timer);
-    free_event(&watchdog_timer);
-    free_event(&force_timer);
-    free_event(&sig_term);
-    free_event(&sig_int);
-    http_api_free();
-    components_close_all();
-    plugins_unload_all();
-    loop_free();
-    json_decref(rt.extended);
-    free(opt.resources);
-    free(opt.plugin_dirs);
+    teardown();
     log_info(SCOPE, "dapr shutdown complete");
     return 0;
 }
