@@ -302,7 +302,7 @@ static const dapr_metadata_field example_schema[] = {
      .description = "largest value accepted, in bytes (0: no limit)"},
 };
 
-/* Slots left NULL (bulk_*, transact, query) mean "not implemented". */
+/* Slots left NULL (bulk_*, transact, query) mean the store lacks them. */
 static const dapr_state_vtable example_vtable = {
     .size = sizeof(dapr_state_vtable),
     .get = example_get,

@@ -67,7 +67,7 @@ typedef enum dapr_status {
     DAPR_ERR_NOT_FOUND = 3,         /* the addressed item does not exist */
     DAPR_ERR_ETAG_MISMATCH = 4,     /* etag given and differs, or key missing */
     DAPR_ERR_ETAG_INVALID = 5,      /* etag not in this store's format */
-    DAPR_ERR_NOT_SUPPORTED = 6,     /* operation or option not implemented */
+    DAPR_ERR_NOT_SUPPORTED = 6,     /* the store lacks this operation or option */
     DAPR_ERR_UNAVAILABLE = 7,       /* backend unreachable; retry may work */
     DAPR_ERR_TIMEOUT = 8,           /* backend did not answer in time */
     DAPR_ERR_TOO_MANY_OPERATIONS = 9, /* transaction larger than the store allows */

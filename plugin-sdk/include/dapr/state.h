@@ -168,7 +168,7 @@ typedef struct dapr_state_query_result {
 typedef void (*dapr_state_query_cb)(void *ctx, const dapr_state_query_result *res);
 
 /*
- * The vtable.  A NULL slot means "not implemented": the host then answers
+ * The vtable.  A NULL slot means the plugin lacks that operation: the host answers
  * Dapr's "not supported" error (transact, query) or falls back on the
  * single-key operation (bulk_get, bulk_set, bulk_delete).
  */
