@@ -5,3 +5,5 @@ include t/integration/local.mk
 include t/system/local.mk
 EXTRA_DIST += t/sdk-example.sh
 include t/sdk-js/local.mk
+include t/netns/local.mk
+include t/cli/local.mk
