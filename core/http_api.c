@@ -134,25 +134,28 @@ void api_reply_error_details(api_call *c, int status, const char *code, json_t *
     va_end(ap);
 }
 
+/* Detail objects are maps in Dapr, so their keys come out sorted; build
+ * them in that order ("@type" sorts first). */
 json_t *error_info(const char *reason, json_t *metadata)
 {
-    json_t *o = json_pack("{s:s, s:s, s:s}", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
-                          "domain", "dapr.io", "reason", reason);
+    json_t *o = json_pack("{s:s, s:s}", "@type", "type.googleapis.com/google.rpc.ErrorInfo",
+                          "domain", "dapr.io");
     if (metadata)
         json_object_set_new(o, "metadata", metadata);
+    json_object_set_new(o, "reason", json_string(reason));
     return o;
 }
 
 json_t *resource_info(const char *type, const char *name)
 {
     return json_pack("{s:s, s:s, s:s}", "@type", "type.googleapis.com/google.rpc.ResourceInfo",
-                     "resource_type", type, "resource_name", name);
+                     "resource_name", name, "resource_type", type);
 }
 
 json_t *bad_request_field(const char *field, const char *description)
 {
     json_t *o = json_pack("{s:s, s:[{s:s, s:s}]}", "@type", "type.googleapis.com/google.rpc.BadRequest",
-                          "field_violations", "field", field, "description", description);
+                          "field_violations", "description", description, "field", field);
     if (!o) /* field came from the request and was not valid UTF-8 */
         o = json_pack("{s:s}", "@type", "type.googleapis.com/google.rpc.BadRequest");
     return o;
