@@ -73,7 +73,9 @@ typedef enum dapr_component_kind {
  * init() reads the metadata through api->metadata_get(host, ...), connects
  * if it must, and stores its instance pointer in *instance.  It may block
  * (the host runs it on a worker with the manifest's initTimeout).  On
- * failure it writes a one-line reason (without secret values) to errbuf.
+ * failure it writes a one-line reason (without secret values) to errbuf,
+ * releases whatever it allocated, and returns an error status: the host
+ * then never calls close() for it and ignores *instance.
  *
  * close() releases the instance.  The host calls it once, after every
  * operation on the instance has completed -- which it may do as soon as the
