@@ -11,6 +11,16 @@ cd "$(dirname "$0")/.."
 top=$PWD
 jobs=$(nproc)
 step() { printf '\n=== %s ===\n' "$*"; }
+passed=0
+failed=0
+# Add up automake's test-suite.log of a finished `make check`.
+count() {
+  local p f
+  p=$(sed -n 's/^# PASS: *//p' "$1/test-suite.log" | head -n1)
+  f=$(sed -n 's/^# FAIL: *//p' "$1/test-suite.log" | head -n1)
+  passed=$((passed + ${p:-0}))
+  failed=$((failed + ${f:-0}))
+}
 
 [ -x configure ] && [ configure -nt configure.ac ] || autoreconf -fi
 
@@ -20,6 +30,7 @@ rm -rf build-test && mkdir build-test && cd build-test
 make -j"$jobs"
 step "make check"
 make -j"$jobs" check || { cat t/*.log t/*/*.log plugin-sdk/*/*.log plugins/*/*.log 2>/dev/null | tail -n 300; exit 1; }
+count .
 step "unit tests under valgrind"
 for t in t/unit/check_core plugins/*/test_*; do
   [ -x "$t" ] || continue
@@ -36,6 +47,7 @@ rm -rf build-san && mkdir build-san && cd build-san
 make -j"$jobs"
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 make -j"$jobs" check || { cat t/*.log t/*/*.log plugin-sdk/*/*.log plugins/*/*.log 2>/dev/null | tail -n 300; exit 1; }
+count .
 unset ASAN_OPTIONS UBSAN_OPTIONS
 cd "$top"
 
@@ -43,4 +55,5 @@ step "make distcheck"
 cd build-test
 make -j"$jobs" distcheck
 echo
-echo "all test stages passed"
+echo "all test stages passed (make check twice, valgrind, SDK example, distcheck)"
+echo "$passed passed, $failed failed"
