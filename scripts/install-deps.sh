@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages needed to build dapr-c and run its tests.
-# Run as root (or through sudo).
+# Runs itself through sudo when not root.
 set -euo pipefail
+if [ "$(id -u)" != 0 ]; then exec sudo "$0" "$@"; fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
 apt-get install -y --no-install-recommends \

@@ -4,7 +4,7 @@
 # "statestore"; no external server needed).  Extra arguments go to daprd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [ "$(id -u)" = 0 ]; then ./scripts/install-deps.sh; else sudo ./scripts/install-deps.sh; fi
+./scripts/install-deps.sh
 [ -x configure ] || autoreconf -fi
 mkdir -p build
 cd build
