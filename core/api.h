@@ -19,7 +19,12 @@ void api_metadata_get(api_call *c);
 void api_metadata_put(api_call *c, const char *key);
 void api_shutdown(api_call *c);
 
-/* api_invoke.c: the fallback for every unmatched route */
+/* api_invoke.c: the fallback for every unmatched route, and requests
+ * arriving from other sidecars on the internal port */
 void api_invoke_fallback(api_call *c);
+void api_invoke_internal(api_call *c);
+/* Set up invocation (own namespace, peer pools); free at shutdown. */
+void api_invoke_init(void);
+void api_invoke_free(void);
 
 #endif

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 #include "api.h"
+#include "app_channel.h"
 #include "component.h"
 #include "runtime.h"
 #include "util.h"
@@ -68,10 +69,9 @@ void api_metadata_get(api_call *c)
     json_object_set_new(ext, "daprRuntimeVersion", json_string(rt.version));
     json_object_set_new(body, "extended", ext);
     json_object_set_new(body, "actorRuntime", json_pack("{s:s}", "runtimeStatus", "DISABLED"));
-    if (rt.app_port > 0)
-        json_object_set_new(body, "appConnectionProperties",
-                            json_pack("{s:i, s:s, s:s}", "port", rt.app_port, "protocol", "http",
-                                      "channelAddress", "127.0.0.1"));
+    json_t *app = app_channel_metadata();
+    if (app)
+        json_object_set_new(body, "appConnectionProperties", app);
     api_reply_json(c, 200, body);
 }
 

@@ -406,20 +406,20 @@ static void component_free(component *c)
     free(c);
 }
 
-/* Build and initialise one component.  Returns 0 (added), or -1 with err. */
-static int component_create(const component_spec *s, const char *app_id, char *err, size_t errlen)
+/* Build and initialise one component.  Returns it, or NULL with err. */
+static component *component_create(const component_spec *s, const char *app_id, char *err, size_t errlen)
 {
     dapr_component_kind kind = kind_of_type_name(s->type);
     if (!kind) {
         snprintf(err, errlen, "spec.type '%s' has an unknown category", s->type);
-        return -1;
+        return NULL;
     }
     const char *file = NULL;
     const dapr_component_def *def = plugins_find_type(kind, s->type, s->version, &file);
     if (!def) {
         snprintf(err, errlen, "no plugin provides component type %s%s%s (looked in the plugins folders)",
                  s->type, *s->version ? " " : "", s->version);
-        return -1;
+        return NULL;
     }
     component *c = xcalloc(1, sizeof *c);
     c->name = xstrdup(s->name);
@@ -440,7 +440,7 @@ static int component_create(const component_spec *s, const char *app_id, char *e
                      m->name, m->secret_name, m->secret_key);
             c->n_meta = i;
             component_free(c);
-            return -1;
+            return NULL;
         }
         c->meta[i].name = xstrdup(m->name);
         c->meta[i].value = expand_placeholders(m->value, app_id);
@@ -449,7 +449,7 @@ static int component_create(const component_spec *s, const char *app_id, char *e
     if (check_schema(s, def, c, err, errlen) != 0 ||
         (kind == DAPR_KIND_STATE && setup_key_prefix(c, app_id, err, errlen) != 0)) {
         component_free(c);
-        return -1;
+        return NULL;
     }
     if (kind == DAPR_KIND_STATE) {
         const char *a = host_metadata_get(&c->host, "actorStateStore");
@@ -460,20 +460,30 @@ static int component_create(const component_spec *s, const char *app_id, char *e
                     snprintf(err, errlen, "actorStateStore is already set on component '%s'; only one is allowed",
                              comps[i]->name);
                     component_free(c);
-                    return -1;
+                    return NULL;
                 }
         }
     }
     int64_t t0 = now_monotonic_ms();
     if (init_with_timeout(c, s->init_timeout_ms, err, errlen) != 0) {
         component_free(c);
-        return -1;
+        return NULL;
     }
-    comps = xrealloc(comps, (n_comps + 1) * sizeof *comps);
-    comps[n_comps++] = c;
     log_info(SCOPE, "component loaded: %s (%s/%s) from %s in %lld ms", c->name, c->type, c->version,
              file, (long long)(now_monotonic_ms() - t0));
-    return 0;
+    return c;
+}
+
+component *component_new_standalone(const component_spec *s, const char *app_id, char *err,
+                                    size_t errlen)
+{
+    return component_create(s, app_id ? app_id : "", err, errlen);
+}
+
+void component_destroy(component *c)
+{
+    c->def->close(c->instance);
+    component_free(c);
 }
 
 int components_init_all(const component_list *specs, const char *app_id)
@@ -482,8 +492,12 @@ int components_init_all(const component_list *specs, const char *app_id)
     for (size_t i = 0; i < specs->n; i++) {
         const component_spec *s = &specs->items[i];
         char err[768] = "";
-        if (component_create(s, app_id_value, err, sizeof err) == 0)
+        component *c = component_create(s, app_id_value, err, sizeof err);
+        if (c) {
+            comps = xrealloc(comps, (n_comps + 1) * sizeof *comps);
+            comps[n_comps++] = c;
             continue;
+        }
         if (s->ignore_errors) {
             log_warn(SCOPE, "%s: component '%s' (%s) failed to initialise and is skipped (ignoreErrors): %s",
                      s->file, s->name, s->type, err);
@@ -524,10 +538,8 @@ void components_close_all(void)
 {
     /* Reverse order: later components may depend on earlier ones. */
     for (size_t i = n_comps; i-- > 0;) {
-        component *c = comps[i];
-        c->def->close(c->instance);
-        log_debug(SCOPE, "component closed: %s", c->name);
-        component_free(c);
+        log_debug(SCOPE, "closing component %s", comps[i]->name);
+        component_destroy(comps[i]);
     }
     free(comps);
     comps = NULL;

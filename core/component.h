@@ -43,6 +43,13 @@ size_t components_count(void);
 component *component_at(size_t i);
 size_t components_count_kind(dapr_component_kind kind);
 
+/* A component that is not listed with the others (the name resolver,
+ * configured by the Configuration rather than a Component manifest).
+ * Returns NULL with err filled on failure. */
+component *component_new_standalone(const component_spec *s, const char *app_id, char *err,
+                                    size_t errlen);
+void component_destroy(component *c);
+
 /* Close every instance (the caller made sure nothing is in flight). */
 void components_close_all(void);
 

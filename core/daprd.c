@@ -8,11 +8,14 @@
  * components, exit 0.
  */
 #include "config.h"
+#include "api.h"
+#include "app_channel.h"
 #include "component.h"
 #include "http_api.h"
 #include "log.h"
 #include "loop.h"
 #include "manifest.h"
+#include "nameres.h"
 #include "plugin_loader.h"
 #include "runtime.h"
 #include "util.h"
@@ -50,6 +53,15 @@ struct options {
     int app_port;
     int64_t graceful_ms;
     size_t workers;
+    int internal_port;
+    const char *app_protocol;
+    const char *app_channel_address;
+    int app_max_concurrency;
+    int app_health_check;
+    const char *app_health_path;
+    int64_t app_health_interval_ms;
+    int64_t app_health_timeout_ms;
+    int app_health_threshold;
 };
 
 static struct options opt = {
@@ -59,6 +71,13 @@ static struct options opt = {
     .log_level = "info",
     .max_body = 4u << 20,
     .graceful_ms = 5000,
+    .app_protocol = "http",
+    .app_channel_address = "127.0.0.1",
+    .app_max_concurrency = -1,
+    .app_health_path = "/healthz",
+    .app_health_interval_ms = 5000,
+    .app_health_timeout_ms = 500,
+    .app_health_threshold = 3,
 };
 
 static const char embedded_components[] =
@@ -85,6 +104,17 @@ static void usage(FILE *out)
             "\n"
             "  --app-id ID                      the application's id\n"
             "  --app-port PORT                  the application's port (no app channel when absent)\n"
+            "  --app-protocol http|https        protocol of the app channel (default http; https\n"
+            "                                   does not verify the app's certificate, as Dapr)\n"
+            "  --app-channel-address HOST       where the app listens (default 127.0.0.1)\n"
+            "  --app-max-concurrency N          in-flight requests to the app (default -1: unlimited)\n"
+            "  --enable-app-health-check        probe the app; pause deliveries while unhealthy\n"
+            "  --app-health-check-path PATH     (default /healthz)\n"
+            "  --app-health-probe-interval S    seconds between probes (default 5)\n"
+            "  --app-health-probe-timeout MS    probe timeout in milliseconds (default 500)\n"
+            "  --app-health-threshold N         failures before unhealthy (default 3)\n"
+            "  --dapr-internal-grpc-port PORT   sidecar-to-sidecar port (HTTP/1.1 here; default: a\n"
+            "                                   free port); alias --dapr-internal-http-port\n"
             "  --dapr-http-port PORT            HTTP API port (default 3500)\n"
             "  --dapr-listen-addresses LIST     comma list of addresses to listen on (default 127.0.0.1)\n"
             "  --resources-path DIR             folder of component manifests (repeatable)\n"
@@ -140,7 +170,9 @@ static int bool_arg(const char *flag, const char *v, int *out)
 enum {
     OPT_APP_ID = 1000, OPT_APP_PORT, OPT_HTTP_PORT, OPT_LISTEN, OPT_RESOURCES, OPT_COMPONENTS,
     OPT_CONFIG, OPT_PLUGINS, OPT_LOG_LEVEL, OPT_LOG_JSON, OPT_MAX_BODY, OPT_MAX_REQ_MB,
-    OPT_GRACEFUL, OPT_WORKERS, OPT_VERSION, OPT_HELP, OPT_IGNORED, OPT_IGNORED_BOOL
+    OPT_GRACEFUL, OPT_WORKERS, OPT_VERSION, OPT_HELP, OPT_IGNORED, OPT_IGNORED_BOOL,
+    OPT_INTERNAL_PORT, OPT_APP_PROTOCOL, OPT_APP_ADDRESS, OPT_APP_MAX_CONC, OPT_HEALTH_CHECK,
+    OPT_HEALTH_PATH, OPT_HEALTH_INTERVAL, OPT_HEALTH_TIMEOUT, OPT_HEALTH_THRESHOLD
 };
 
 static int parse_options(int argc, char **argv)
@@ -162,12 +194,18 @@ static int parse_options(int argc, char **argv)
         {"worker-threads", required_argument, NULL, OPT_WORKERS},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, OPT_HELP},
+        {"app-protocol", required_argument, NULL, OPT_APP_PROTOCOL},
+        {"app-channel-address", required_argument, NULL, OPT_APP_ADDRESS},
+        {"app-max-concurrency", required_argument, NULL, OPT_APP_MAX_CONC},
+        {"dapr-internal-grpc-port", required_argument, NULL, OPT_INTERNAL_PORT},
+        {"dapr-internal-http-port", required_argument, NULL, OPT_INTERNAL_PORT},
+        {"enable-app-health-check", optional_argument, NULL, OPT_HEALTH_CHECK},
+        {"app-health-check-path", required_argument, NULL, OPT_HEALTH_PATH},
+        {"app-health-probe-interval", required_argument, NULL, OPT_HEALTH_INTERVAL},
+        {"app-health-probe-timeout", required_argument, NULL, OPT_HEALTH_TIMEOUT},
+        {"app-health-threshold", required_argument, NULL, OPT_HEALTH_THRESHOLD},
         /* Dapr flags accepted now and used by later building blocks. */
-        {"app-protocol", required_argument, NULL, OPT_IGNORED},
-        {"app-channel-address", required_argument, NULL, OPT_IGNORED},
-        {"app-max-concurrency", required_argument, NULL, OPT_IGNORED},
         {"dapr-grpc-port", required_argument, NULL, OPT_IGNORED},
-        {"dapr-internal-grpc-port", required_argument, NULL, OPT_IGNORED},
         {"metrics-port", required_argument, NULL, OPT_IGNORED},
         {"mode", required_argument, NULL, OPT_IGNORED},
         {"placement-host-address", required_argument, NULL, OPT_IGNORED},
@@ -176,7 +214,6 @@ static int parse_options(int argc, char **argv)
         {"dapr-http-read-buffer-size", required_argument, NULL, OPT_IGNORED},
         {"enable-metrics", optional_argument, NULL, OPT_IGNORED_BOOL},
         {"enable-api-logging", optional_argument, NULL, OPT_IGNORED_BOOL},
-        {"enable-app-health-check", optional_argument, NULL, OPT_IGNORED_BOOL},
         {NULL, 0, NULL, 0},
     };
     int c, b;
@@ -231,6 +268,42 @@ static int parse_options(int argc, char **argv)
             break;
         case OPT_VERSION: printf("%s\n", PACKAGE_VERSION); exit(0);
         case OPT_HELP: usage(stdout); exit(0);
+        case OPT_INTERNAL_PORT:
+            if (parse_port("--dapr-internal-grpc-port", optarg, &opt.internal_port)) return -1;
+            break;
+        case OPT_APP_PROTOCOL: opt.app_protocol = optarg; break;
+        case OPT_APP_ADDRESS: opt.app_channel_address = optarg; break;
+        case OPT_APP_MAX_CONC:
+            if (parse_int64(optarg, &n) != 0 || n < -1 || n > 100000) {
+                fprintf(stderr, "daprd: --app-max-concurrency: '%s' must be -1 or a positive number\n", optarg);
+                return -1;
+            }
+            opt.app_max_concurrency = (int)n;
+            break;
+        case OPT_HEALTH_CHECK: if (bool_arg("--enable-app-health-check", optarg, &opt.app_health_check)) return -1; break;
+        case OPT_HEALTH_PATH: opt.app_health_path = optarg; break;
+        case OPT_HEALTH_INTERVAL:
+            /* Dapr takes whole seconds; a Go duration is accepted too. */
+            if (parse_duration_ms(optarg, &opt.app_health_interval_ms) != 0 || opt.app_health_interval_ms <= 0) {
+                fprintf(stderr, "daprd: --app-health-probe-interval: '%s' is not a number of seconds\n", optarg);
+                return -1;
+            }
+            break;
+        case OPT_HEALTH_TIMEOUT:
+            if (parse_int64(optarg, &opt.app_health_timeout_ms) != 0 || opt.app_health_timeout_ms <= 0) {
+                if (parse_duration_ms(optarg, &opt.app_health_timeout_ms) != 0 || opt.app_health_timeout_ms <= 0) {
+                    fprintf(stderr, "daprd: --app-health-probe-timeout: '%s' is not a number of milliseconds\n", optarg);
+                    return -1;
+                }
+            }
+            break;
+        case OPT_HEALTH_THRESHOLD:
+            if (parse_int64(optarg, &n) != 0 || n < 1 || n > 1000) {
+                fprintf(stderr, "daprd: --app-health-threshold: '%s' must be a positive number\n", optarg);
+                return -1;
+            }
+            opt.app_health_threshold = (int)n;
+            break;
         case OPT_IGNORED: break;
         case OPT_IGNORED_BOOL: if (bool_arg(argv[optind - 1], optarg, &b)) return -1; break;
         default:
@@ -404,6 +477,32 @@ static void notify_ready(void)
 #endif
 }
 
+static int64_t init_started;
+
+static void on_app_ready(void)
+{
+    rt.ready = 1;
+    log_info(SCOPE, "dapr initialized. Status: Running. Init Elapsed %lldms",
+             (long long)(now_monotonic_ms() - init_started));
+    notify_ready();
+}
+
+/* The address other sidecars reach us at: DAPR_HOST_IP (as in Dapr), else
+ * the first listen address unless it is a wildcard, else loopback. */
+static char *announce_address(void)
+{
+    const char *env = getenv("DAPR_HOST_IP");
+    if (env && *env)
+        return xstrdup(env);
+    char *first = xstrndup(opt.listen_addresses, strcspn(opt.listen_addresses, ","));
+    if (!*first || strcmp(first, "0.0.0.0") == 0 || strcmp(first, "::") == 0 ||
+        strcmp(first, "[::]") == 0) {
+        free(first);
+        return xstrdup("127.0.0.1");
+    }
+    return first;
+}
+
 static void free_event(struct event **ev)
 {
     if (*ev) event_free(*ev);
@@ -422,6 +521,9 @@ static void teardown(void)
     free_event(&sig_term);
     free_event(&sig_int);
     http_api_free();
+    app_channel_free();
+    api_invoke_free();
+    nameres_shutdown();
     components_close_all();
     plugins_unload_all();
     loop_free();
@@ -449,12 +551,31 @@ int main(int argc, char **argv)
 
     log_info(SCOPE, "starting Dapr Runtime -- version %s -- plugin ABI %d.%d", PACKAGE_VERSION,
              DAPR_PLUGIN_ABI_MAJOR, DAPR_PLUGIN_ABI_MINOR);
-    if (opt.config)
-        log_info(SCOPE, "configuration %s: Configuration manifests are not applied yet", opt.config);
-    if (loop_init() != 0) {
-        log_error(SCOPE, "cannot create the event loop");
+    configuration config = {0};
+    if (opt.config) {
+        char *cerr = NULL;
+        if (manifest_load_configuration(opt.config, &config, &cerr) != 0) {
+            log_error(SCOPE, "fatal error loading the Configuration: %s", cerr);
+            free(cerr);
+            configuration_free(&config);
+            return 1;
+        }
+        log_info(SCOPE, "loaded Configuration %s from %s", config.name, opt.config);
+    }
+    const char *app_token = getenv("APP_API_TOKEN");
+    app_channel_opts ac = {
+        .address = opt.app_channel_address, .port = opt.app_port, .protocol = opt.app_protocol,
+        .max_concurrency = opt.app_max_concurrency, .health_check = opt.app_health_check,
+        .health_path = opt.app_health_path, .health_interval_ms = opt.app_health_interval_ms,
+        .health_timeout_ms = opt.app_health_timeout_ms, .health_threshold = opt.app_health_threshold,
+        .app_token = app_token && *app_token ? app_token : NULL,
+    };
+    if (loop_init() != 0 || app_channel_init(&ac) != 0) {
+        log_error(SCOPE, "cannot create the event loop or the app channel");
+        configuration_free(&config);
         return 1;
     }
+    api_invoke_init();
     if (workers_start(opt.workers ? opt.workers : 8, 4096) != 0) {
         log_error(SCOPE, "cannot start the worker threads");
         return 1;
@@ -474,25 +595,42 @@ int main(int argc, char **argv)
         log_error(SCOPE, "fatal error loading manifests: %s", err);
         free(err);
         component_list_free(&specs);
+        configuration_free(&config);
         teardown();
         return 1;
     }
     rc = components_init_all(&specs, opt.app_id);
     component_list_free(&specs);
-    if (rc != 0 || http_api_start(opt.listen_addresses, opt.http_port, opt.max_body) != 0) {
+    int internal_port = 0;
+    if (rc == 0)
+        rc = nameres_init(opt.config ? &config : NULL, opt.app_id);
+    if (rc != 0 || http_api_start(opt.listen_addresses, opt.http_port, opt.max_body) != 0 ||
+        http_api_start_internal(opt.listen_addresses, opt.internal_port, opt.max_body, &internal_port) != 0) {
         log_error(SCOPE, "fatal error: daprd cannot start");
+        configuration_free(&config);
         teardown();
         return 1;
     }
+    configuration_free(&config);
     rt.outbound_ready = 1;
-    rt.ready = 1;
     sig_term = evsignal_new(loop_base(), SIGTERM, on_signal, NULL);
     sig_int = evsignal_new(loop_base(), SIGINT, on_signal, NULL);
     event_add(sig_term, NULL);
     event_add(sig_int, NULL);
-    log_info(SCOPE, "dapr initialized. Status: Running. Init Elapsed %lldms",
-             (long long)(now_monotonic_ms() - started));
-    notify_ready();
+
+    dapr_nr_instance_info self = {
+        .app_id = opt.app_id,
+        .namespace_ = getenv("NAMESPACE") ? getenv("NAMESPACE") : "",
+        .address = announce_address(),
+        .internal_port = (uint16_t)internal_port,
+        .http_port = (uint16_t)opt.http_port,
+        .app_port = (uint16_t)opt.app_port,
+    };
+    nameres_announce(&self);
+    free((char *)self.address);
+    init_started = started;
+    /* Ready once the app listens (at once without --app-port). */
+    app_channel_wait_for_app(on_app_ready);
 
     loop_run();
     teardown();

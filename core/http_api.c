@@ -24,13 +24,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 
 #define SCOPE "dapr.runtime.http"
 
 #define MAX_LISTENERS 16
 
-static struct evhttp *http;
+static struct evhttp *http, *internal_http;
 static struct evhttp_bound_socket *listeners[MAX_LISTENERS];
+static struct evhttp *listener_owner[MAX_LISTENERS];
 static size_t n_listeners;
 static size_t inflight;
 
@@ -38,9 +41,13 @@ static size_t inflight;
 
 static void call_free(api_call *c)
 {
-    for (size_t i = 0; i < c->n_seg; i++)
+    for (size_t i = 0; i < c->n_seg; i++) {
         free(c->seg[i]);
+        free(c->raw_seg[i]);
+    }
     free(c->seg);
+    free(c->raw_seg);
+    free(c->raw_query);
     evhttp_clear_headers(&c->query);
     kv_list_free(&c->metadata);
     free(c);
@@ -81,6 +88,12 @@ void api_reply_raw(api_call *c, int status, const char *content_type, const void
     /* If the client went away, libevent frees the request here. */
     evhttp_send_reply(c->req, status, reason_phrase(status), out);
     evbuffer_free(out);
+    call_free(c);
+}
+
+void api_reply_buffer(api_call *c, int status, struct evbuffer *body)
+{
+    evhttp_send_reply(c->req, status, reason_phrase(status), body);
     call_free(c);
 }
 
@@ -275,12 +288,14 @@ static int split_path(api_call *c, const char *raw)
         }
         size_t dlen = 0;
         char *dec = evhttp_uridecode(enc, 1, &dlen);
-        free(enc);
         if (!dec || strlen(dec) != dlen) { /* %00 inside a segment */
             free(dec);
+            free(enc);
             return -1;
         }
         c->seg = xrealloc(c->seg, (c->n_seg + 1) * sizeof *c->seg);
+        c->raw_seg = xrealloc(c->raw_seg, (c->n_seg + 1) * sizeof *c->raw_seg);
+        c->raw_seg[c->n_seg] = enc;
         c->seg[c->n_seg++] = dec;
         p += n;
     }
@@ -318,13 +333,12 @@ static void handle_request(struct evhttp_request *req, void *unused)
         return;
     }
     if (target[path_len] == '?') {
-        char *q = xstrndup(target + path_len + 1, strcspn(target + path_len + 1, "#"));
-        int bad_query = evhttp_parse_query_str(q, &c->query);
-        free(q);
-        if (bad_query) {
-            static const char msg[] = "invalid query string\n";
-            api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
-            return;
+        /* Kept raw for service invocation; a query evhttp cannot parse
+         * just yields no parameters, as Go's lenient parser would. */
+        c->raw_query = xstrndup(target + path_len + 1, strcspn(target + path_len + 1, "#"));
+        if (evhttp_parse_query_str(c->raw_query, &c->query) != 0) {
+            evhttp_clear_headers(&c->query);
+            TAILQ_INIT(&c->query);
         }
     }
     for (struct evkeyval *kv = c->query.tqh_first; kv; kv = kv->next.tqe_next)
@@ -347,42 +361,99 @@ static void handle_request(struct evhttp_request *req, void *unused)
         api_invoke_fallback(c);
 }
 
-int http_api_start(const char *addresses, int port, size_t max_body)
+/* Requests on the internal port: always service invocation. */
+static void handle_internal(struct evhttp_request *req, void *unused)
 {
-    http = evhttp_new(loop_base());
-    if (!http)
-        return -1;
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                         EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
-    evhttp_set_max_body_size(http, (ev_ssize_t)max_body);
-    evhttp_set_max_headers_size(http, 64 * 1024);
-    evhttp_set_timeout(http, 60);
-    evhttp_set_gencb(http, handle_request, NULL);
+    (void)unused;
+    api_call *c = xcalloc(1, sizeof *c);
+    inflight++;
+    c->req = req;
+    c->method = evhttp_request_get_command(req);
+    c->internal = 1;
+    TAILQ_INIT(&c->query);
+    const char *target = evhttp_request_get_uri(req);
+    size_t path_len = strcspn(target, "?#");
+    char *raw_path = xstrndup(target, path_len);
+    int bad_path = split_path(c, raw_path);
+    free(raw_path);
+    if (bad_path) {
+        static const char msg[] = "invalid path\n";
+        api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
+        return;
+    }
+    if (target[path_len] == '?')
+        c->raw_query = xstrndup(target + path_len + 1, strcspn(target + path_len + 1, "#"));
+    api_invoke_internal(c);
+}
 
+static struct evhttp *new_server(void (*cb)(struct evhttp_request *, void *), size_t max_body)
+{
+    struct evhttp *h = evhttp_new(loop_base());
+    if (!h)
+        return NULL;
+    evhttp_set_allowed_methods(h, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD | EVHTTP_REQ_PUT |
+                                      EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                      EVHTTP_REQ_PATCH);
+    evhttp_set_max_body_size(h, (ev_ssize_t)max_body);
+    evhttp_set_max_headers_size(h, 64 * 1024);
+    evhttp_set_timeout(h, 60);
+    evhttp_set_gencb(h, cb, NULL);
+    return h;
+}
+
+/* Bind every address of a comma list; returns the number bound or -1. */
+static int bind_all(struct evhttp *h, const char *addresses, int port, int *bound_port, const char *what)
+{
     char *list = xstrdup(addresses && *addresses ? addresses : "127.0.0.1");
     int bound = 0;
     for (char *save = NULL, *a = strtok_r(list, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
         while (*a == ' ') a++;
         if (!*a) continue;
-        struct evhttp_bound_socket *h = evhttp_bind_socket_with_handle(http, a, (ev_uint16_t)port);
-        if (!h || n_listeners == MAX_LISTENERS) {
-            log_error(SCOPE, "cannot listen on %s:%d", a, port);
+        struct evhttp_bound_socket *b = evhttp_bind_socket_with_handle(h, a, (ev_uint16_t)port);
+        if (!b || n_listeners == MAX_LISTENERS) {
+            log_error(SCOPE, "cannot listen on %s:%d for the %s", a, port, what);
             free(list);
             return -1;
         }
-        listeners[n_listeners++] = h;
-        log_info(SCOPE, "HTTP server is running on %s:%d", a, port);
+        listener_owner[n_listeners] = h;
+        listeners[n_listeners++] = b;
+        if (port == 0) {
+            /* The first bind picked a free port: use it for the others. */
+            struct sockaddr_storage ss;
+            socklen_t len = sizeof ss;
+            if (getsockname(evhttp_bound_socket_get_fd(b), (struct sockaddr *)&ss, &len) == 0)
+                port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                                      : ((struct sockaddr_in *)&ss)->sin_port);
+        }
+        log_info(SCOPE, "%s is running on %s:%d", what, a, port);
         bound++;
     }
     free(list);
-    return bound ? 0 : -1;
+    if (bound_port)
+        *bound_port = port;
+    return bound ? bound : -1;
+}
+
+int http_api_start_internal(const char *addresses, int port, size_t max_body, int *bound_port)
+{
+    internal_http = new_server(handle_internal, max_body);
+    if (!internal_http)
+        return -1;
+    return bind_all(internal_http, addresses, port, bound_port, "internal (sidecar-to-sidecar) HTTP server") < 0 ? -1 : 0;
+}
+
+int http_api_start(const char *addresses, int port, size_t max_body)
+{
+    http = new_server(handle_request, max_body);
+    if (!http)
+        return -1;
+    return bind_all(http, addresses, port, NULL, "HTTP server") < 0 ? -1 : 0;
 }
 
 void http_api_stop_accepting(void)
 {
     for (size_t i = 0; i < n_listeners; i++)
-        evhttp_del_accept_socket(http, listeners[i]);
+        evhttp_del_accept_socket(listener_owner[i], listeners[i]);
     n_listeners = 0;
 }
 
@@ -392,5 +463,7 @@ void http_api_free(void)
 {
     if (http)
         evhttp_free(http);
-    http = NULL;
+    if (internal_http)
+        evhttp_free(internal_http);
+    http = internal_http = NULL;
 }

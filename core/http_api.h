@@ -11,6 +11,7 @@
 #ifndef DAPRD_HTTP_API_H
 #define DAPRD_HTTP_API_H
 
+#include <event2/buffer.h>
 #include <event2/http.h>
 #include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
@@ -23,12 +24,19 @@ typedef struct api_call {
     enum evhttp_cmd_type method;
     char **seg;            /* decoded path segments ("v1.0", "state", ...) */
     size_t n_seg;
+    char **raw_seg;        /* the same segments as received (percent-encoded) */
+    char *raw_query;       /* the query string as received, or NULL */
     struct evkeyvalq query;
     kv_list metadata;      /* metadata.<name>=<value> query parameters */
+    int internal;          /* arrived on the sidecar-to-sidecar port */
 } api_call;
 
 /* Start listening on each address (comma list) at port.  Returns 0/-1. */
 int http_api_start(const char *addresses, int port, size_t max_body);
+/* Start the sidecar-to-sidecar server (port 0 = any free port); every
+ * request on it goes to api_invoke_internal().  *bound_port gets the port.
+ * Returns 0/-1. */
+int http_api_start_internal(const char *addresses, int port, size_t max_body, int *bound_port);
 /* Stop accepting new connections (in-flight requests finish). */
 void http_api_stop_accepting(void);
 /* Calls received and not yet answered. */
@@ -47,6 +55,8 @@ void api_reply_empty(api_call *c, int status);
 void api_reply_raw(api_call *c, int status, const char *content_type, const void *data, size_t len);
 /* Takes ownership of body (json_decref'd). */
 void api_reply_json(api_call *c, int status, json_t *body);
+/* Reply with the contents of body (drained). */
+void api_reply_buffer(api_call *c, int status, struct evbuffer *body);
 void api_reply_error(api_call *c, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* With a details array (ownership taken; may be NULL). */

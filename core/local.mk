@@ -6,6 +6,10 @@ core_libdaprcore_la_SOURCES = \
 	core/api_invoke.c \
 	core/api_metadata.c \
 	core/api_state.c \
+	core/app_channel.c core/app_channel.h \
+	core/http_client.c core/http_client.h \
+	core/nameres.c core/nameres.h \
+	core/trace.c core/trace.h \
 	core/component.c core/component.h \
 	core/http_api.c core/http_api.h \
 	core/json_out.c core/json_out.h \
@@ -19,9 +23,9 @@ core_libdaprcore_la_SOURCES = \
 	core/uuid_gen.c core/uuid_gen.h \
 	core/workers.c core/workers.h
 core_libdaprcore_la_CPPFLAGS = -I$(top_srcdir)/plugin-sdk/include -DPLUGINDIR='"$(plugindir)"'
-core_libdaprcore_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(JANSSON_CFLAGS) $(YAML_CFLAGS) \
+core_libdaprcore_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(OPENSSL_CFLAGS) $(JANSSON_CFLAGS) $(YAML_CFLAGS) \
 	$(SYSTEMD_CFLAGS) $(PTHREAD_CFLAGS)
-core_libdaprcore_la_LIBADD = $(LIBEVENT_LIBS) $(JANSSON_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
+core_libdaprcore_la_LIBADD = $(LIBEVENT_LIBS) $(OPENSSL_LIBS) $(JANSSON_LIBS) $(YAML_LIBS) $(SYSTEMD_LIBS) \
 	$(PTHREAD_LIBS) -lm
 
 bin_PROGRAMS += core/daprd

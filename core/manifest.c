@@ -333,3 +333,147 @@ int manifest_load_dir(const char *dir, const char *app_id, component_list *list,
     free(entries);
     return rc;
 }
+
+/* ---- Configuration ------------------------------------------------------- */
+
+/* Expand $VAR and ${VAR} (unset variables expand to ""). */
+static char *expand_env(const char *in)
+{
+    size_t cap = strlen(in) + 64, len = 0;
+    char *out = xmalloc(cap);
+    for (const char *p = in; *p;) {
+        const char *val = NULL;
+        size_t skip = 0;
+        if (p[0] == '$' && p[1] == '{') {
+            const char *end = strchr(p + 2, '}');
+            if (end) {
+                char *name = xstrndup(p + 2, (size_t)(end - p - 2));
+                val = getenv(name);
+                free(name);
+                if (!val) val = "";
+                skip = (size_t)(end - p) + 1;
+            }
+        } else if (p[0] == '$' && (p[1] == '_' || (p[1] >= 'A' && p[1] <= 'Z') || (p[1] >= 'a' && p[1] <= 'z'))) {
+            const char *e = p + 1;
+            while (*e == '_' || (*e >= 'A' && *e <= 'Z') || (*e >= 'a' && *e <= 'z') || (*e >= '0' && *e <= '9'))
+                e++;
+            char *name = xstrndup(p + 1, (size_t)(e - p - 1));
+            val = getenv(name);
+            free(name);
+            if (!val) val = "";
+            skip = (size_t)(e - p);
+        }
+        size_t add = val ? strlen(val) : 1;
+        if (len + add + 1 > cap) { cap = (len + add + 1) * 2; out = xrealloc(out, cap); }
+        if (val) {
+            memcpy(out + len, val, add);
+            p += skip;
+        } else {
+            out[len] = *p++;
+        }
+        len += add;
+    }
+    out[len] = '\0';
+    return out;
+}
+
+void configuration_free(configuration *cfg)
+{
+    free(cfg->name);
+    free(cfg->nr_component);
+    free(cfg->nr_version);
+    for (size_t i = 0; i < cfg->n_nr_meta; i++) {
+        free(cfg->nr_meta[i].name);
+        free(cfg->nr_meta[i].value);
+    }
+    free(cfg->nr_meta);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const char *origin,
+                               configuration *cfg, char **err)
+{
+    const char *name = scalar(map_get(doc, map_get(doc, root, "metadata"), "name"));
+    free(cfg->name);
+    cfg->name = xstrdup(name ? name : "");
+    yaml_node_t *nr = map_get(doc, map_get(doc, root, "spec"), "nameResolution");
+    if (!nr)
+        return 0;
+    if (nr->type != YAML_MAPPING_NODE)
+        return fail(err, origin, NULL, "spec.nameResolution must be a mapping");
+    const char *comp = scalar(map_get(doc, nr, "component"));
+    const char *ver = scalar(map_get(doc, nr, "version"));
+    if (!comp || !*comp)
+        return fail(err, origin, NULL, "spec.nameResolution.component is required");
+    free(cfg->nr_component);
+    free(cfg->nr_version);
+    cfg->nr_component = xstrdup(comp);
+    cfg->nr_version = ver && *ver ? xstrdup(ver) : NULL;
+    yaml_node_t *conf = map_get(doc, nr, "configuration");
+    if (!conf || (conf->type == YAML_SCALAR_NODE && !*scalar(conf)))
+        return 0;
+    if (conf->type != YAML_MAPPING_NODE)
+        return fail(err, origin, NULL, "spec.nameResolution.configuration must be a mapping");
+    for (yaml_node_pair_t *p = conf->data.mapping.pairs.start; p < conf->data.mapping.pairs.top; p++) {
+        const char *k = scalar(yaml_document_get_node(doc, p->key));
+        const char *v = scalar(yaml_document_get_node(doc, p->value));
+        if (!k)
+            continue;
+        if (!v)
+            return fail(err, origin, NULL, "spec.nameResolution.configuration.%s must be a scalar", k);
+        cfg->nr_meta = xrealloc(cfg->nr_meta, (cfg->n_nr_meta + 1) * sizeof *cfg->nr_meta);
+        cfg->nr_meta[cfg->n_nr_meta++] = (manifest_meta){.name = xstrdup(k), .value = xstrdup(v)};
+    }
+    return 0;
+}
+
+int manifest_load_configuration(const char *path, configuration *cfg, char **err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fail(err, path, NULL, "cannot open the Configuration: %s", strerror(errno));
+    char *raw = NULL;
+    size_t len = 0, cap = 0, n;
+    char chunk[4096];
+    while ((n = fread(chunk, 1, sizeof chunk, f)) > 0) {
+        if (len + n + 1 > cap) { cap = (len + n + 1) * 2; raw = xrealloc(raw, cap); }
+        memcpy(raw + len, chunk, n);
+        len += n;
+    }
+    fclose(f);
+    if (!raw) raw = xstrdup("");
+    raw[len] = '\0';
+    char *text = expand_env(raw);
+    free(raw);
+
+    yaml_parser_t parser;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, strlen(text));
+    int rc = 0, found = 0;
+    for (;;) {
+        yaml_document_t doc;
+        if (!yaml_parser_load(&parser, &doc)) {
+            rc = fail(err, path, NULL, "YAML error at line %zu: %s", parser.problem_mark.line + 1,
+                      parser.problem ? parser.problem : "unknown problem");
+            break;
+        }
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (!root) {
+            yaml_document_delete(&doc);
+            break;
+        }
+        const char *kind = scalar(map_get(&doc, root, "kind"));
+        if (kind && strcmp(kind, "Configuration") == 0) {
+            found = 1;
+            rc = parse_configuration(&doc, root, path, cfg, err);
+        }
+        yaml_document_delete(&doc);
+        if (rc != 0)
+            break;
+    }
+    yaml_parser_delete(&parser);
+    free(text);
+    if (rc == 0 && !found)
+        rc = fail(err, path, NULL, "no document of kind Configuration");
+    return rc;
+}

@@ -49,4 +49,19 @@ int manifest_load_string(const char *yaml, size_t len, const char *origin,
 
 void component_list_free(component_list *list);
 
+/* What daprd uses of a Configuration manifest (--config). */
+typedef struct configuration {
+    char *name;                /* metadata.name */
+    char *nr_component;        /* spec.nameResolution.component ("sqlite"), or NULL */
+    char *nr_version;          /* spec.nameResolution.version, or NULL */
+    manifest_meta *nr_meta;    /* spec.nameResolution.configuration, flattened */
+    size_t n_nr_meta;
+} configuration;
+
+/* Read a Configuration file.  $VAR and ${VAR} are expanded first, as Dapr
+ * does for Configuration (and only Configuration) files.  Returns 0, or -1
+ * with a malloc'ed message in *err. */
+int manifest_load_configuration(const char *path, configuration *cfg, char **err);
+void configuration_free(configuration *cfg);
+
 #endif
