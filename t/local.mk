@@ -7,3 +7,4 @@ EXTRA_DIST += t/sdk-example.sh
 include t/sdk-js/local.mk
 include t/netns/local.mk
 include t/cli/local.mk
+include t/invoke/local.mk
