@@ -520,9 +520,11 @@ static void teardown(void)
     free_event(&force_timer);
     free_event(&sig_term);
     free_event(&sig_int);
-    http_api_free();
+    /* Client pools first: failing their queued requests answers calls
+     * that still belong to the servers freed next. */
     app_channel_free();
     api_invoke_free();
+    http_api_free();
     nameres_shutdown();
     components_close_all();
     plugins_unload_all();
