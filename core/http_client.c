@@ -170,7 +170,7 @@ static void on_done(struct evhttp_request *req, void *arg)
         loop_post(free_conn_later, conn->evcon);
         conn->evcon = NULL;
         conn->busy = 0;
-        const char *why = f->error ? f->error : "no response";
+        const char *why = f->error ? f->error : "cannot connect, or the connection closed without a response";
         int retryable = !f->error || strcmp(f->error, "connection closed or refused") == 0;
         size_t idx = f->conn_index;
         free(f);
