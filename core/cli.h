@@ -3,7 +3,7 @@
  *
  * The CLI is a plain single-threaded program.  `dapr run` supervises its
  * children (daprd and the app) from one poll() loop; everything else is a
- * short request/response command.  The run registry (~/.dapr/run/*.json)
+ * short request/response command.  The run registry (one JSON file per app in ~/.dapr/run)
  * is how `dapr list`, `dapr stop` and `dapr invoke` find running apps.
  */
 #ifndef DAPR_CLI_H

@@ -158,6 +158,8 @@ static pid_t spawn(char *const argv[], const strvec *env, const char *dir, int k
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
         signal(SIGCHLD, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        signal(SIGPIPE, SIG_DFL);   /* ignored in dapr run; exec would keep that */
         dup2(p[1], STDOUT_FILENO);
         dup2(p[1], STDERR_FILENO);
         if (!keep_stdin) {
@@ -473,6 +475,9 @@ int run_apps(app_spec *apps, size_t n, int multi)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
+    /* A closed console (dapr run | head) must not kill the supervisor and
+     * orphan its children: writes then just fail. */
+    signal(SIGPIPE, SIG_IGN);
     sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
     sigaction(SIGCHLD, &sa, NULL);
 
@@ -546,7 +551,6 @@ int run_apps(app_spec *apps, size_t n, int multi)
                 if (sigs[k] == SIGCHLD) continue;
                 if (!signalled) {
                     signalled = 1;
-                    printf("\n");
                     cli_info("\nterminated signal received: shutting down");
                     for (size_t i = 0; i < n; i++) runner_stop(&rs[i], CAUSE_SIGNAL);
                 } else if (sigs[k] == SIGINT) {

@@ -233,10 +233,13 @@ static int load_app(ctx *c, yaml_node_t *m, const app_spec *common, app_spec *a,
     if (rc) { sv_free(&common_res); free(dir); return -1; }
     a->dir = path_abs(c->base, dir);
     free(dir);
-    if (!path_is_dir(a->dir)) {
+    char real[PATH_MAX];
+    if (!path_is_dir(a->dir) || !realpath(a->dir, real)) {
         sv_free(&common_res);
         return err(c, what, "appDirPath", "is not a folder");
     }
+    free(a->dir);
+    a->dir = xstrdup(real);
     rc |= get_str(c, m, "appID", &a->app_id, what);
     rc |= get_port(c, m, "appPort", &a->app_port, what);
     rc |= get_port(c, m, "daprHTTPPort", &a->http_port, what);
