@@ -8,3 +8,6 @@ include t/sdk-js/local.mk
 include t/netns/local.mk
 include t/cli/local.mk
 include t/invoke/local.mk
+include t/redis/local.mk
+include t/postgresql/local.mk
+include t/mongodb/local.mk
