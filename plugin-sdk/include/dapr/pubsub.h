@@ -1,9 +1,9 @@
 /*
  * dapr/pubsub.h - the pub/sub broker vtable (DAPR_KIND_PUBSUB).
  *
- * Draft for ABI 1.0: the shape is fixed so that broker plugins can be
- * added without a major bump; the host side lands with the pub/sub
- * building block.
+ * The host publishes the bytes it wants on the wire (a CloudEvent JSON
+ * envelope unless the app asked for a raw payload) and gets back, for each
+ * received message, exactly those bytes.
  *
  * Delivery is at-least-once: the plugin hands each message to the host's
  * handler together with an ack function, and acknowledges the message to
@@ -75,7 +75,10 @@ typedef enum dapr_pubsub_ack {
     DAPR_PUBSUB_ACK_DROP = 2     /* acknowledge, the app did not want it */
 } dapr_pubsub_ack;
 
-/* Called by the host exactly once per delivered message, from any thread. */
+/* Called by the host exactly once per delivered message, from any thread,
+ * possibly long after the handler returned (the app may be slow).  After
+ * RETRY the plugin redelivers the message later (its broker's redelivery,
+ * or its own backoff). */
 typedef void (*dapr_pubsub_ack_fn)(void *ack_ctx, dapr_pubsub_ack verdict);
 
 /* The host's handler.  The message is valid until the handler returns;
@@ -89,6 +92,11 @@ typedef struct dapr_pubsub_subscribe_req {
     dapr_kvs metadata;        /* subscription metadata */
     dapr_pubsub_handler handler;
     void *handler_ctx;
+    /* Back-pressure: the most messages the plugin may have handed to the
+     * handler without having seen their ack yet.  The plugin stops
+     * fetching (or stops acking its broker's flow control) at this bound;
+     * 0 means the plugin's own default. */
+    uint32_t max_in_flight;
 } dapr_pubsub_subscribe_req;
 
 typedef struct dapr_pubsub_vtable {
