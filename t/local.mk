@@ -1,5 +1,6 @@
 # Tests: each group keeps its rules in its own fragment.
 include t/unit/local.mk
+include t/unit/cel.mk
 include t/plugins/local.mk
 include t/integration/local.mk
 include t/system/local.mk
