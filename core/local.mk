@@ -7,6 +7,7 @@ core_libdaprcore_la_SOURCES = \
 	core/api_metadata.c \
 	core/api_state.c \
 	core/app_channel.c core/app_channel.h \
+	core/cloudevent.c core/cloudevent.h \
 	core/http_client.c core/http_client.h \
 	core/nameres.c core/nameres.h \
 	core/trace.c core/trace.h \

@@ -95,13 +95,36 @@ static void spec_free(component_spec *c)
     free(c->meta);
 }
 
+static void subscription_free(subscription_spec *s)
+{
+    free(s->file);
+    free(s->name);
+    free(s->pubsub);
+    free(s->topic);
+    free(s->route);
+    free(s->default_path);
+    free(s->dead_letter);
+    for (size_t i = 0; i < s->n_rules; i++) {
+        free(s->rules[i].match);
+        free(s->rules[i].path);
+    }
+    free(s->rules);
+    for (size_t i = 0; i < s->n_meta; i++) {
+        free(s->meta[i].name);
+        free(s->meta[i].value);
+    }
+    free(s->meta);
+}
+
 void component_list_free(component_list *list)
 {
     for (size_t i = 0; i < list->n; i++)
         spec_free(&list->items[i]);
     free(list->items);
-    list->items = NULL;
-    list->n = 0;
+    for (size_t i = 0; i < list->n_subs; i++)
+        subscription_free(&list->subs[i]);
+    free(list->subs);
+    memset(list, 0, sizeof *list);
 }
 
 /* Is app_id listed in the top-level scopes (absent or empty = everyone)? */
@@ -125,6 +148,86 @@ static int in_scope(yaml_document_t *doc, yaml_node_t *root, const char *app_id,
         if (app_id && strcmp(s, app_id) == 0)
             *ok = 1;
     }
+    return 0;
+}
+
+static int parse_subscription(yaml_document_t *doc, yaml_node_t *root, const char *origin,
+                              const char *api, const char *app_id, component_list *list, char **err)
+{
+    const char *name = scalar(map_get(doc, map_get(doc, root, "metadata"), "name"));
+    if (!name || !*name)
+        return fail(err, origin, NULL, "Subscription without metadata.name");
+    int wanted;
+    if (in_scope(doc, root, app_id, origin, name, err, &wanted) != 0)
+        return -1;
+    if (!wanted)
+        return 0;
+    yaml_node_t *spec = map_get(doc, root, "spec");
+    const char *pubsub = scalar(map_get(doc, spec, "pubsubname"));
+    const char *topic = scalar(map_get(doc, spec, "topic"));
+    if (!pubsub || !*pubsub)
+        return fail(err, origin, NULL, "Subscription '%s': spec.pubsubname is required", name);
+    if (!topic || !*topic)
+        return fail(err, origin, NULL, "Subscription '%s': spec.topic is required", name);
+    subscription_spec s = {0};
+    s.file = xstrdup(origin);
+    s.name = xstrdup(name);
+    s.pubsub = xstrdup(pubsub);
+    s.topic = xstrdup(topic);
+    const char *route = scalar(map_get(doc, spec, "route"));
+    if (route && *route)
+        s.route = xstrdup(route);
+    yaml_node_t *routes = map_get(doc, spec, "routes");
+    if (routes && routes->type == YAML_MAPPING_NODE) {
+        const char *def = scalar(map_get(doc, routes, "default"));
+        if (def && *def)
+            s.default_path = xstrdup(def);
+        yaml_node_t *rules = map_get(doc, routes, "rules");
+        if (rules && rules->type == YAML_SEQUENCE_NODE) {
+            size_t n = (size_t)(rules->data.sequence.items.top - rules->data.sequence.items.start);
+            s.rules = xcalloc(n ? n : 1, sizeof *s.rules);
+            for (size_t i = 0; i < n; i++) {
+                yaml_node_t *r = yaml_document_get_node(doc, rules->data.sequence.items.start[i]);
+                const char *m = scalar(map_get(doc, r, "match"));
+                const char *p = scalar(map_get(doc, r, "path"));
+                if (!p || !*p) {
+                    subscription_free(&s);
+                    return fail(err, origin, NULL, "Subscription '%s': spec.routes.rules[%zu].path is required", name, i);
+                }
+                s.rules[s.n_rules].match = xstrdup(m ? m : "");
+                s.rules[s.n_rules].path = xstrdup(p);
+                s.n_rules++;
+            }
+        }
+    } else if (routes) {
+        subscription_free(&s);
+        return fail(err, origin, NULL, "Subscription '%s': spec.routes must be a mapping", name);
+    }
+    if (strcmp(api, "dapr.io/v1alpha1") == 0 && s.n_rules)
+        log_warn(SCOPE, "%s: Subscription '%s' uses spec.routes with apiVersion v1alpha1", origin, name);
+    const char *dlt = scalar(map_get(doc, spec, "deadLetterTopic"));
+    if (dlt && *dlt)
+        s.dead_letter = xstrdup(dlt);
+    yaml_node_t *meta = map_get(doc, spec, "metadata");
+    if (meta && meta->type == YAML_MAPPING_NODE) {
+        for (yaml_node_pair_t *p = meta->data.mapping.pairs.start; p < meta->data.mapping.pairs.top; p++) {
+            const char *k = scalar(yaml_document_get_node(doc, p->key));
+            const char *v = scalar(yaml_document_get_node(doc, p->value));
+            if (!k || !v)
+                continue;
+            s.meta = xrealloc(s.meta, (s.n_meta + 1) * sizeof *s.meta);
+            s.meta[s.n_meta++] = (manifest_meta){.name = xstrdup(k), .value = xstrdup(v)};
+        }
+    }
+    const char *bulk = scalar(map_get(doc, map_get(doc, spec, "bulkSubscribe"), "enabled"));
+    s.bulk_enabled = bulk && parse_bool(bulk) == 1;
+    if (!s.route && !s.default_path && !s.n_rules) {
+        log_warn(SCOPE, "%s: Subscription '%s' has no route: skipped", origin, name);
+        subscription_free(&s);
+        return 0;
+    }
+    list->subs = xrealloc(list->subs, (list->n_subs + 1) * sizeof *list->subs);
+    list->subs[list->n_subs++] = s;
     return 0;
 }
 
@@ -271,6 +374,8 @@ int manifest_load_string(const char *yaml, size_t len, const char *origin,
                     log_warn(SCOPE, "%s: document %d: Component with apiVersion '%s' (expected dapr.io/v1alpha1)",
                              origin, docno, api ? api : "");
                 rc = parse_component(&doc, root, origin, app_id, list, err);
+            } else if (kind && strcmp(kind, "Subscription") == 0) {
+                rc = parse_subscription(&doc, root, origin, api ? api : "", app_id, list, err);
             } else {
                 log_debug(SCOPE, "%s: document %d of kind '%s' skipped", origin, docno,
                           kind ? kind : "(none)");

@@ -29,9 +29,34 @@ typedef struct component_spec {
     char *auth_secret_store; /* auth.secretStore, or NULL */
 } component_spec;
 
+/* A declarative Subscription (dapr.io/v1alpha1 route, v2alpha1 routes). */
+typedef struct subscription_rule {
+    char *match;         /* CEL expression; "" for none */
+    char *path;
+} subscription_rule;
+
+typedef struct subscription_spec {
+    char *file;
+    char *name;
+    char *pubsub;
+    char *topic;
+    char *route;         /* v1 spec.route, or NULL */
+    char *default_path;  /* v2 spec.routes.default, or NULL */
+    subscription_rule *rules;
+    size_t n_rules;
+    char *dead_letter;   /* spec.deadLetterTopic, or NULL */
+    manifest_meta *meta; /* spec.metadata (name/value) */
+    size_t n_meta;
+    int bulk_enabled;    /* spec.bulkSubscribe.enabled */
+} subscription_spec;
+
+/* Everything read from the resources folders: Components, and the
+ * Subscriptions in scope for this app. */
 typedef struct component_list {
     component_spec *items;
     size_t n;
+    subscription_spec *subs;
+    size_t n_subs;
 } component_list;
 
 /*

@@ -41,9 +41,9 @@ static const char two_components[] =
     "      key: pw\n"
     "---\n"
     "apiVersion: dapr.io/v1alpha1\n"
-    "kind: Subscription\n"
+    "kind: Resiliency\n"
     "metadata:\n"
-    "  name: sub\n"
+    "  name: res\n"
     "---\n"
     "apiVersion: dapr.io/v1alpha1\n"
     "kind: Component\n"
@@ -133,6 +133,30 @@ START_TEST(manifest_env_ref)
     ck_assert_int_eq(manifest_load_string(y, strlen(y), "e.yaml", "app", &l, &err), 0);
     ck_assert_str_eq(l.items[0].meta[0].value, "alice");
     component_list_free(&l);
+}
+END_TEST
+
+START_TEST(manifest_subscriptions)
+{
+    static const char y[] =
+        "apiVersion: dapr.io/v2alpha1\nkind: Subscription\nmetadata:\n  name: s2\nspec:\n"
+        "  pubsubname: pubsub\n  topic: orders\n  routes:\n    rules:\n"
+        "    - match: event.type == \"x\"\n      path: /x\n    default: /orders\n"
+        "  deadLetterTopic: dlq\n  metadata:\n    rawPayload: \"true\"\n---\n"
+        "apiVersion: dapr.io/v1alpha1\nkind: Subscription\nmetadata:\n  name: s1\nspec:\n"
+        "  pubsubname: pubsub\n  topic: t1\n  route: /t1\nscopes: [other]\n";
+    component_list l = {0};
+    char *err = NULL;
+    ck_assert_int_eq(manifest_load_string(y, strlen(y), "s.yaml", "app", &l, &err), 0);
+    ck_assert_uint_eq(l.n_subs, 1);
+    ck_assert_str_eq(l.subs[0].topic, "orders");
+    ck_assert_str_eq(l.subs[0].default_path, "/orders");
+    ck_assert_uint_eq(l.subs[0].n_rules, 1);
+    ck_assert_str_eq(l.subs[0].rules[0].match, "event.type == \"x\"");
+    ck_assert_str_eq(l.subs[0].dead_letter, "dlq");
+    ck_assert_str_eq(l.subs[0].meta[0].name, "rawPayload");
+    component_list_free(&l);
+    expect_error("kind: Subscription\nmetadata:\n  name: s\nspec:\n  topic: t\n  route: /t\n", "pubsubname", NULL);
 }
 END_TEST
 
@@ -275,6 +299,7 @@ static Suite *core_suite(void)
     tcase_add_test(tc, manifest_errors_name_file_component_field);
     tcase_add_test(tc, manifest_scopes);
     tcase_add_test(tc, manifest_env_ref);
+    tcase_add_test(tc, manifest_subscriptions);
     tcase_add_test(tc, abi_rules);
     tcase_add_test(tc, type_categories);
     tcase_add_test(tc, json_like_go);
