@@ -315,7 +315,7 @@ void api_invoke_fallback(api_call *c)
     op->call = c;
     op->target = target;
     TAILQ_INIT(&op->headers);
-    if (!method_is_valid(c->seg + first, c->n_seg - first)) {
+    if (c->nul_in_path || !method_is_valid(c->seg + first, c->n_seg - first)) {
         fail(op, 500, "invalid method name");
         return;
     }

@@ -261,6 +261,18 @@ static int route(api_call *c)
         if (c->n_seg == 4 && m == EVHTTP_REQ_DELETE) { api_state_delete(c, c->seg[2], c->seg[3]); return 1; }
         return 0;
     }
+    if ((v1 || alpha1) && seg_is(c, 1, "publish") && is_write(c)) {
+        /* The fixed word wins: /publish/bulk/... is bulk publish. */
+        if (seg_is(c, 2, "bulk") && c->n_seg >= 5) {
+            api_bulk_publish(c, 3);
+            return 1;
+        }
+        if (v1 && c->n_seg >= 4) {
+            api_publish(c, 2);
+            return 1;
+        }
+        return 0;
+    }
     if (alpha1 && seg_is(c, 1, "state") && c->n_seg == 4 && seg_is(c, 3, "query") && is_write(c)) {
         api_state_query(c, c->seg[2]);
         return 1;
@@ -288,11 +300,15 @@ static int split_path(api_call *c, const char *raw)
         }
         size_t dlen = 0;
         char *dec = evhttp_uridecode(enc, 1, &dlen);
-        if (!dec || strlen(dec) != dlen) { /* %00 inside a segment */
-            free(dec);
+        if (!dec) {
             free(enc);
             return -1;
         }
+        /* %00: no API takes a NUL in a name, but service invocation must
+         * answer with its own error (ERR_DIRECT_INVOKE) as Dapr does, so
+         * remember it rather than refusing the path here. */
+        if (strlen(dec) != dlen)
+            c->nul_in_path = 1;
         c->seg = xrealloc(c->seg, (c->n_seg + 1) * sizeof *c->seg);
         c->raw_seg = xrealloc(c->raw_seg, (c->n_seg + 1) * sizeof *c->raw_seg);
         c->raw_seg[c->n_seg] = enc;
@@ -327,7 +343,8 @@ static void handle_request(struct evhttp_request *req, void *unused)
     char *raw_path = xstrndup(target, path_len);
     int bad_path = split_path(c, raw_path);
     free(raw_path);
-    if (bad_path) {
+    int is_invoke = seg_is(c, 0, "v1.0") && seg_is(c, 1, "invoke");
+    if (bad_path || (c->nul_in_path && !is_invoke && !api_header(c, "dapr-app-id"))) {
         static const char msg[] = "invalid path\n";
         api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
         return;
@@ -376,7 +393,7 @@ static void handle_internal(struct evhttp_request *req, void *unused)
     char *raw_path = xstrndup(target, path_len);
     int bad_path = split_path(c, raw_path);
     free(raw_path);
-    if (bad_path) {
+    if (bad_path || c->nul_in_path) {
         static const char msg[] = "invalid path\n";
         api_reply_raw(c, 400, "text/plain", msg, sizeof msg - 1);
         return;

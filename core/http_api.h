@@ -29,6 +29,7 @@ typedef struct api_call {
     struct evkeyvalq query;
     kv_list metadata;      /* metadata.<name>=<value> query parameters */
     int internal;          /* arrived on the sidecar-to-sidecar port */
+    int nul_in_path;       /* a segment decoded to a NUL byte (seg is cut there) */
 } api_call;
 
 /* Start listening on each address (comma list) at port.  Returns 0/-1. */

@@ -223,9 +223,18 @@ static void start(http_pool *pool, size_t idx, struct pending *p)
         snprintf(host, sizeof host, "%s:%d", pool->host, pool->port);
         evhttp_add_header(out, "Host", host);
     }
+    /* libevent adds Content-Length by itself only for POST and PUT; any
+     * other verb with a body (DELETE, PATCH, ...) needs it set here or the
+     * peer reads no body and the keep-alive connection desynchronises.
+     * The caller's own value is replaced by the real length. */
     size_t len = evbuffer_get_length(p->body);
-    if (len)
+    evhttp_remove_header(out, "Content-Length");
+    if (len) {
+        char clen[32];
+        snprintf(clen, sizeof clen, "%zu", len);
+        evhttp_add_header(out, "Content-Length", clen);
         evbuffer_add(evhttp_request_get_output_buffer(req), evbuffer_pullup(p->body, -1), len);
+    }
     conn->busy = 1;
     pool->active++;
     if (evhttp_make_request(conn->evcon, req, p->method, p->uri) != 0) {

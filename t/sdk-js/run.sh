@@ -53,11 +53,20 @@ fi
 
 DAPRD=${DAPRD:-$builddir/core/daprd}
 DAPR_TEST_PLUGINS_PATH=${DAPR_TEST_PLUGINS_PATH:-$builddir/plugins/state-memory/.libs:$builddir/plugins/state-sqlite/.libs}
+# invoke.test.mjs needs the SQLite name resolver: add this tree's unless the
+# path given already names one (two plugins of one type would clash).
+case ":$DAPR_TEST_PLUGINS_PATH:" in
+    *nameresolution-sqlite*) ;;
+    *) DAPR_TEST_PLUGINS_PATH=$DAPR_TEST_PLUGINS_PATH:$builddir/plugins/nameresolution-sqlite/.libs ;;
+esac
 export DAPRD DAPR_TEST_PLUGINS_PATH
 
-# ES modules ignore NODE_PATH: the test file runs from the cache folder so
+# ES modules ignore NODE_PATH: the test files run from the cache folder so
 # that `@dapr/dapr` resolves to its node_modules.
-cp "$here/state.test.mjs" "$cache/state.test.mjs" || exit 1
-chmod u+w "$cache/state.test.mjs"
+tests="state.test.mjs invoke.test.mjs"
+for t in $tests; do
+    cp "$here/$t" "$cache/$t" || exit 1
+    chmod u+w "$cache/$t"
+done
 cd "$cache" || exit 1
-exec node --test --test-reporter=spec "$@" state.test.mjs
+exec node --test --test-reporter=spec "$@" $tests
