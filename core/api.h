@@ -12,6 +12,10 @@ void api_state_bulk_get(api_call *c, const char *store);
 void api_state_transaction(api_call *c, const char *store);
 void api_state_query(api_call *c, const char *store);
 
+/* api_pubsub.c: pubsub name at segment index pubsub_seg, topic after it */
+void api_publish(api_call *c, size_t pubsub_seg);
+void api_bulk_publish(api_call *c, size_t pubsub_seg);
+
 /* api_metadata.c: metadata, health and shutdown */
 void api_healthz(api_call *c);
 void api_healthz_outbound(api_call *c);

@@ -5,6 +5,7 @@
 #include "api.h"
 #include "app_channel.h"
 #include "component.h"
+#include "pubsub.h"
 #include "runtime.h"
 #include "util.h"
 
@@ -69,6 +70,9 @@ void api_metadata_get(api_call *c)
     json_object_set_new(ext, "daprRuntimeVersion", json_string(rt.version));
     json_object_set_new(body, "extended", ext);
     json_object_set_new(body, "actorRuntime", json_pack("{s:s}", "runtimeStatus", "DISABLED"));
+    json_t *subs = pubsub_metadata();
+    if (subs)
+        json_object_set_new(body, "subscriptions", subs);
     json_t *app = app_channel_metadata();
     if (app)
         json_object_set_new(body, "appConnectionProperties", app);

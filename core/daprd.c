@@ -16,6 +16,7 @@
 #include "loop.h"
 #include "manifest.h"
 #include "nameres.h"
+#include "pubsub.h"
 #include "plugin_loader.h"
 #include "runtime.h"
 #include "util.h"
@@ -397,7 +398,7 @@ static int64_t shutdown_deadline;
 
 static int all_idle(void)
 {
-    if (http_api_inflight() > 0)
+    if (http_api_inflight() > 0 || pubsub_inflight() > 0)
         return 0;
     for (size_t i = 0; i < components_count(); i++)
         if (atomic_load(&component_at(i)->inflight) > 0)
@@ -439,6 +440,7 @@ static void request_shutdown(int force)
     sd_notify(0, "STOPPING=1");
 #endif
     http_api_stop_accepting();
+    pubsub_stop();
     shutdown_deadline = now_monotonic_ms() + opt.graceful_ms;
     struct timeval tv = {0, 20000};
     drain_timer = event_new(loop_base(), -1, EV_PERSIST, drain_check, NULL);
@@ -479,7 +481,15 @@ static void notify_ready(void)
 
 static int64_t init_started;
 
+static void on_subscribed(void);
+
+/* The app listens: subscribe (Dapr's start-up order), then ready. */
 static void on_app_ready(void)
+{
+    pubsub_start(on_subscribed);
+}
+
+static void on_subscribed(void)
 {
     rt.ready = 1;
     log_info(SCOPE, "dapr initialized. Status: Running. Init Elapsed %lldms",
@@ -526,6 +536,7 @@ static void teardown(void)
     api_invoke_free();
     http_api_free();
     nameres_shutdown();
+    pubsub_free();
     components_close_all();
     plugins_unload_all();
     loop_free();
@@ -602,6 +613,8 @@ int main(int argc, char **argv)
         return 1;
     }
     rc = components_init_all(&specs, opt.app_id);
+    if (rc == 0)
+        rc = pubsub_init(&specs);
     component_list_free(&specs);
     int internal_port = 0;
     if (rc == 0)

@@ -5,11 +5,14 @@ core_libdaprcore_la_SOURCES = \
 	core/api.h \
 	core/api_invoke.c \
 	core/api_metadata.c \
+	core/api_pubsub.c \
 	core/api_state.c \
+	core/cel.c core/cel.h \
 	core/app_channel.c core/app_channel.h \
 	core/cloudevent.c core/cloudevent.h \
 	core/http_client.c core/http_client.h \
 	core/nameres.c core/nameres.h \
+	core/pubsub.c core/pubsub.h \
 	core/trace.c core/trace.h \
 	core/component.c core/component.h \
 	core/http_api.c core/http_api.h \

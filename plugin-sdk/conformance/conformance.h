@@ -1,10 +1,10 @@
 /*
  * conformance.h - shared declarations of dapr-plugin-conformance.
  *
- * The kit plays the host: it loads a state store plugin, gives it a real
+ * The kit plays the host: it loads a state store or pub/sub plugin, gives it a real
  * services table (host.c), calls its vtable the way daprd does and waits
- * for each completion (ops.c), and runs the behavioural suite (suite.c,
- * query.c).  It includes only the public SDK headers, so a third party can
+ * for each completion (ops.c, pubsub_ops.c), and runs the behavioural
+ * suite of its kind (suite.c and query.c, or suite_pubsub.c).  It includes only the public SDK headers, so a third party can
  * build it against an installed SDK as well.
  */
 #ifndef CONFORMANCE_H
@@ -27,6 +27,10 @@ typedef struct ck_options {
     int verbose;               /* --verbose: plugin debug logs, details */
     int timeout_ms;            /* --timeout SECONDS, per operation */
     const char *plugin_path;
+    int redelivery_wait_ms;    /* --redelivery-wait SECONDS (pub/sub), default 1 */
+    int no_ordering;           /* --no-ordering: skip the pub/sub order test */
+    char **skip;               /* --skip TEXT: skip tests whose name contains it */
+    size_t n_skip;
 } ck_options;
 
 extern ck_options ck_opt;
@@ -34,7 +38,8 @@ extern ck_options ck_opt;
 /* The component under test, valid between init and close. */
 typedef struct ck_component {
     const dapr_component_def *def;
-    const dapr_state_vtable *vt;
+    const dapr_state_vtable *vt;     /* DAPR_KIND_STATE, else NULL */
+    const dapr_pubsub_vtable *ps;    /* DAPR_KIND_PUBSUB, else NULL */
     void *inst;
     int nonblocking;           /* DAPR_COMPONENT_NONBLOCKING */
 } ck_component;

@@ -1,4 +1,4 @@
-# dapr-plugin-conformance: the state store conformance kit.  It uses only
+# dapr-plugin-conformance: the state store and pub/sub conformance kit.  It uses only
 # the public SDK headers, so third parties can run it on their plugins.
 bin_PROGRAMS += plugin-sdk/conformance/dapr-plugin-conformance
 plugin_sdk_conformance_dapr_plugin_conformance_SOURCES = \
@@ -7,7 +7,10 @@ plugin_sdk_conformance_dapr_plugin_conformance_SOURCES = \
 	plugin-sdk/conformance/host.c \
 	plugin-sdk/conformance/ops.c \
 	plugin-sdk/conformance/suite.c \
-	plugin-sdk/conformance/query.c
+	plugin-sdk/conformance/query.c \
+	plugin-sdk/conformance/pubsub.h \
+	plugin-sdk/conformance/pubsub_ops.c \
+	plugin-sdk/conformance/suite_pubsub.c
 plugin_sdk_conformance_dapr_plugin_conformance_CPPFLAGS = \
 	-I$(top_srcdir)/plugin-sdk/include
 plugin_sdk_conformance_dapr_plugin_conformance_CFLAGS = \
@@ -15,7 +18,7 @@ plugin_sdk_conformance_dapr_plugin_conformance_CFLAGS = \
 plugin_sdk_conformance_dapr_plugin_conformance_LDADD = \
 	$(JANSSON_LIBS) $(PTHREAD_LIBS)
 
-# make check: run the kit against every state plugin built in this tree
+# make check: run the kit against every state and pubsub plugin built here
 # (the list is in the script; one line per plugin).
 TESTS += plugin-sdk/conformance/run-conformance.sh
 dist_noinst_SCRIPTS += plugin-sdk/conformance/run-conformance.sh

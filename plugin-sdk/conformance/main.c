@@ -1,10 +1,12 @@
 /*
- * dapr-plugin-conformance - run the state store behaviour suite against a
- * plugin .so, the way daprd would call it.
+ * dapr-plugin-conformance - run the state store or pub/sub behaviour suite
+ * against a plugin .so, the way daprd would call it.  The suite follows
+ * the kind of the component under test.
  *
- *   dapr-plugin-conformance [--type state.xxx] [--metadata name=value]...
+ *   dapr-plugin-conformance [--type state.xxx|pubsub.xxx] [--metadata name=value]...
  *                           [--threads N] [--timeout SECONDS] [--verbose]
- *                           PLUGIN.so
+ *                           [--redelivery-wait SECONDS] [--no-ordering]
+ *                           [--skip TEXT]... PLUGIN.so
  *
  * Output is TAP-like: one "ok N - name" or "not ok N - name: reason" line
  * per test, then "N passed, N failed" (", N skipped" when some were).
@@ -15,6 +17,7 @@
 #define _GNU_SOURCE
 #endif
 #include "conformance.h"
+#include "pubsub.h"
 
 #include <dlfcn.h>
 #include <getopt.h>
@@ -36,6 +39,8 @@ ck_component ck_comp;
     (offsetof(dapr_component_def, vtable) + sizeof(void *))
 #define MIN_STATE_VTABLE_SIZE \
     (offsetof(dapr_state_vtable, del) + sizeof(void *))
+#define MIN_PUBSUB_VTABLE_SIZE \
+    (offsetof(dapr_pubsub_vtable, unsubscribe) + sizeof(void *))
 
 static int n_test, n_pass, n_fail, n_skip;
 
@@ -111,13 +116,18 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: dapr-plugin-conformance [options] PLUGIN.so\n"
-            "Run the state store conformance suite against a Dapr plugin.\n\n"
-            "  --type TYPE          component type to test (e.g. state.redis);\n"
-            "                       needed when the plugin has several state types\n"
+            "Run the state store or pub/sub conformance suite against a Dapr plugin.\n\n"
+            "  --type TYPE          component type to test (e.g. state.redis, pubsub.redis);\n"
+            "                       needed when the plugin has several such types\n"
             "  --metadata NAME=VAL  component metadata, as in a manifest (repeatable)\n"
             "  --threads N          threads for the concurrency tests (default 8)\n"
             "  --timeout SECONDS    how long to wait for one completion (default 30)\n"
             "  --verbose            show the plugin's debug and info logs\n"
+            "  --redelivery-wait S  pub/sub: how long the broker may take to redeliver\n"
+            "                       after RETRY, and how long to watch for unwanted\n"
+            "                       redeliveries (default 1; fractions allowed)\n"
+            "  --no-ordering        pub/sub: skip the publish-order test\n"
+            "  --skip TEXT          skip the tests whose name contains TEXT (repeatable)\n"
             "  --help               this text\n");
 }
 
@@ -129,11 +139,15 @@ static void parse_args(int argc, char **argv)
         {"threads", required_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 'T'},
         {"verbose", no_argument, NULL, 'v'},
+        {"redelivery-wait", required_argument, NULL, 'R'},
+        {"no-ordering", no_argument, NULL, 'O'},
+        {"skip", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     ck_opt.threads = 8;
     ck_opt.timeout_ms = 30000;
+    ck_opt.redelivery_wait_ms = 1000;
 
     int c;
     while ((c = getopt_long(argc, argv, "t:m:j:T:vh", longopts, NULL)) != -1) {
@@ -181,6 +195,29 @@ static void parse_args(int argc, char **argv)
         case 'v':
             ck_opt.verbose = 1;
             break;
+        case 'R': {
+            char *end;
+            double sec = strtod(optarg, &end);
+            if (end == optarg || *end || sec < 0 || sec > 3600) {
+                fprintf(stderr, "dapr-plugin-conformance: --redelivery-wait must be 0..3600 seconds\n");
+                exit(2);
+            }
+            ck_opt.redelivery_wait_ms = (int)(sec * 1000);
+            break;
+        }
+        case 'O':
+            ck_opt.no_ordering = 1;
+            break;
+        case 'S': {
+            char **skip = realloc(ck_opt.skip, (ck_opt.n_skip + 1) * sizeof *skip);
+            if (!skip) {
+                fprintf(stderr, "dapr-plugin-conformance: out of memory\n");
+                exit(2);
+            }
+            ck_opt.skip = skip;
+            ck_opt.skip[ck_opt.n_skip++] = optarg;
+            break;
+        }
         case 'h':
             usage(stdout);
             exit(0);
@@ -198,8 +235,32 @@ static void parse_args(int argc, char **argv)
 
 /* ---- loading --------------------------------------------------------- */
 
+/* ---- pub/sub descriptor checks ----------------------------------------- */
+
+static int check_pubsub(ck_test *t, const dapr_component_def *pick)
+{
+    const dapr_pubsub_vtable *ps = pick->vtable;
+    if (ps->size < MIN_PUBSUB_VTABLE_SIZE) {
+        ck_fail(t, "%s: pubsub vtable size %u does not cover publish/subscribe/unsubscribe",
+                pick->type, ps->size);
+        return 0;
+    }
+    if (!ps->publish || !ps->subscribe || !ps->unsubscribe) {
+        ck_fail(t, "%s: publish, subscribe and unsubscribe are required", pick->type);
+        return 0;
+    }
+    if ((pick->features & DAPR_PUBSUB_BULK_PUBLISH) && !ps->bulk_publish) {
+        ck_fail(t, "%s claims BULK_PUBLISH but has no bulk_publish", pick->type);
+        return 0;
+    }
+    ck_comp.def = pick;
+    ck_comp.ps = ps;
+    ck_comp.nonblocking = (pick->flags & DAPR_COMPONENT_NONBLOCKING) != 0;
+    return 1;
+}
+
 /* dlopen the plugin and validate its descriptor.  Returns the chosen
- * state component, or NULL with t failed. */
+ * state or pub/sub component, or NULL with t failed. */
 static const dapr_component_def *load_plugin(ck_test *t, void **handle)
 {
     /* dlopen searches the library path for a bare name; a plugin path is
@@ -249,7 +310,7 @@ static const dapr_component_def *load_plugin(ck_test *t, void **handle)
     }
 
     const dapr_component_def *pick = NULL;
-    int n_state = 0;
+    int n_testable = 0; /* state and pub/sub components */
     char types[1024] = "";
     for (size_t i = 0; i < d->n_components; i++) {
         const dapr_component_def *c = d->components[i];
@@ -266,13 +327,14 @@ static const dapr_component_def *load_plugin(ck_test *t, void **handle)
             ck_fail(t, "component %zu lacks its type, init, close or vtable", i);
             return NULL;
         }
-        if (c->kind != DAPR_KIND_STATE)
+        if (c->kind != DAPR_KIND_STATE && c->kind != DAPR_KIND_PUBSUB)
             continue;
-        if (strncmp(c->type, "state.", 6) != 0) {
-            ck_fail(t, "state component type '%s' does not start with 'state.'", c->type);
+        const char *prefix = c->kind == DAPR_KIND_STATE ? "state." : "pubsub.";
+        if (strncmp(c->type, prefix, strlen(prefix)) != 0) {
+            ck_fail(t, "component type '%s' does not start with '%s'", c->type, prefix);
             return NULL;
         }
-        n_state++;
+        n_testable++;
         size_t used = strlen(types);
         snprintf(types + used, sizeof types - used, "%s%s", used ? ", " : "", c->type);
         if (!ck_opt.type || strcmp(ck_opt.type, c->type) == 0)
@@ -281,37 +343,41 @@ static const dapr_component_def *load_plugin(ck_test *t, void **handle)
     }
     if (!pick) {
         if (ck_opt.type)
-            ck_fail(t, "no state component of type %s (state types here: %s)",
-                    ck_opt.type, n_state ? types : "none");
+            ck_fail(t, "no state or pubsub component of type %s (types here: %s)",
+                    ck_opt.type, n_testable ? types : "none");
         else
-            ck_fail(t, "the plugin provides no state component (DAPR_KIND_STATE)");
+            ck_fail(t, "the plugin provides no state or pubsub component");
         return NULL;
     }
-    if (!ck_opt.type && n_state > 1) {
-        ck_fail(t, "several state components (%s): choose one with --type", types);
+    if (!ck_opt.type && n_testable > 1) {
+        ck_fail(t, "several components (%s): choose one with --type", types);
         return NULL;
     }
-
-    const dapr_state_vtable *vt = pick->vtable;
-    if (vt->size < MIN_STATE_VTABLE_SIZE) {
-        ck_fail(t, "%s: state vtable size %u does not even cover get/set/del",
-                pick->type, vt->size);
-        return NULL;
-    }
-    if (!vt->get || !vt->set || !vt->del) {
-        ck_fail(t, "%s: get, set and del are required", pick->type);
-        return NULL;
-    }
-    ck_comp.def = pick;
-    ck_comp.vt = vt;
-    ck_comp.nonblocking = (pick->flags & DAPR_COMPONENT_NONBLOCKING) != 0;
-    if (CK_FEATURE(DAPR_STATE_TRANSACTIONAL) && !CK_VT_HAS(transact)) {
-        ck_fail(t, "%s claims TRANSACTIONAL but has no transact", pick->type);
-        return NULL;
-    }
-    if (CK_FEATURE(DAPR_STATE_QUERY) && !CK_VT_HAS(query)) {
-        ck_fail(t, "%s claims QUERY but has no query", pick->type);
-        return NULL;
+    if (pick->kind == DAPR_KIND_PUBSUB) {
+        if (!check_pubsub(t, pick))
+            return NULL;
+    } else {
+        const dapr_state_vtable *vt = pick->vtable;
+        if (vt->size < MIN_STATE_VTABLE_SIZE) {
+            ck_fail(t, "%s: state vtable size %u does not even cover get/set/del",
+                    pick->type, vt->size);
+            return NULL;
+        }
+        if (!vt->get || !vt->set || !vt->del) {
+            ck_fail(t, "%s: get, set and del are required", pick->type);
+            return NULL;
+        }
+        ck_comp.def = pick;
+        ck_comp.vt = vt;
+        ck_comp.nonblocking = (pick->flags & DAPR_COMPONENT_NONBLOCKING) != 0;
+        if (CK_FEATURE(DAPR_STATE_TRANSACTIONAL) && !CK_VT_HAS(transact)) {
+            ck_fail(t, "%s claims TRANSACTIONAL but has no transact", pick->type);
+            return NULL;
+        }
+        if (CK_FEATURE(DAPR_STATE_QUERY) && !CK_VT_HAS(query)) {
+            ck_fail(t, "%s claims QUERY but has no query", pick->type);
+            return NULL;
+        }
     }
     for (size_t i = 0; i < pick->n_metadata_schema; i++) {
         if (!pick->metadata_schema || !pick->metadata_schema[i].name) {
@@ -362,14 +428,26 @@ static void catch_crashes(void)
         sigaction(sigs[i], &sa, &old_actions[sigs[i]]);
 }
 
+static const char *skipped_by_option(const char *name)
+{
+    for (size_t i = 0; i < ck_opt.n_skip; i++)
+        if (strstr(name, ck_opt.skip[i]))
+            return ck_opt.skip[i];
+    return NULL;
+}
+
 static void run_cases(const ck_case *cases, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         ck_test t = {0};
-        long doubles = ck_double_callbacks();
+        long doubles = ck_double_callbacks() + ps_double_callbacks();
         current_test = cases[i].name;
-        cases[i].fn(&t);
-        if (!t.failed && ck_double_callbacks() != doubles)
+        const char *why = skipped_by_option(cases[i].name);
+        if (why)
+            ck_skip(&t, "--skip %s", why);
+        else
+            cases[i].fn(&t);
+        if (!t.failed && ck_double_callbacks() + ps_double_callbacks() != doubles)
             ck_fail(&t, "a completion callback was called more than once");
         report(cases[i].name, &t);
     }
@@ -422,8 +500,12 @@ int main(int argc, char **argv)
         return summary();
     }
 
-    run_cases(ck_state_cases, ck_n_state_cases);
-    run_cases(ck_query_cases, ck_n_query_cases);
+    if (def->kind == DAPR_KIND_PUBSUB) {
+        run_cases(ck_pubsub_cases, ck_n_pubsub_cases);
+    } else {
+        run_cases(ck_state_cases, ck_n_state_cases);
+        run_cases(ck_query_cases, ck_n_query_cases);
+    }
 
     memset(&t, 0, sizeof t);
     current_test = "close";
@@ -434,7 +516,9 @@ int main(int argc, char **argv)
     report("close", &t);
 
     ck_ops_shutdown();
+    ps_shutdown();
     free(ck_opt.meta_names);
+    free(ck_opt.skip);
     free(ck_opt.meta_values);
     /* The plugin is not dlclose()d: its libraries may still hold
      * thread-local destructors, and the process ends here anyway. */

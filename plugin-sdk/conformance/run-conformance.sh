@@ -1,6 +1,7 @@
 #!/bin/sh
 # run-conformance.sh - part of make check: run dapr-plugin-conformance
-# against every state store plugin built in this tree.
+# against every state store and pub/sub plugin built in this tree (the kit
+# picks the state or the pub/sub suite from the component's kind).
 #
 # Run from the top build folder (make check does), or set DAPR_BUILD_DIR.
 # A plugin that is not built is skipped with a message; if none is built
@@ -13,6 +14,19 @@
 # cleanup(), or runs only when the server is given in the environment:
 #     [ -n "${DAPR_TEST_REDIS:-}" ] && run state-redis \
 #         plugins/state-redis/.libs/state-redis.so --metadata redisHost="$DAPR_TEST_REDIS"
+#
+# Brokers: the same, plus the pub/sub options of the kit.  A broker that
+# redelivers after RETRY only after a timeout says how long it may take
+# (--redelivery-wait SECONDS, also how long the kit watches for unwanted
+# redeliveries); one that does not keep publish order passes --no-ordering;
+# a test that cannot apply is left out with --skip TEXT (substring of the
+# test name), saying why in a comment.  For example:
+#     [ -n "${DAPR_TEST_NATS:-}" ] && run pubsub-jetstream \
+#         plugins/pubsub-jetstream/.libs/pubsub-jetstream.so \
+#         --metadata natsURL="$DAPR_TEST_NATS" --redelivery-wait 5
+# Topic names are unique per run, so a broker server may be reused.  A
+# broker's own test script may also call the kit directly:
+#     dapr-plugin-conformance --metadata ... PLUGIN.so    (exit 0 = pass)
 
 set -u
 top=${DAPR_BUILD_DIR:-.}
@@ -55,6 +69,10 @@ run() {
 run state-memory plugins/state-memory/.libs/state-memory.so
 run state-sqlite plugins/state-sqlite/.libs/state-sqlite.so \
     --metadata connectionString="$tmp/state-sqlite.db"
+run pubsub-memory plugins/pubsub-memory/.libs/pubsub-memory.so
+# Again with a tiny queue, so that publish meets "queue full" back-pressure.
+run pubsub-memory-small-queue plugins/pubsub-memory/.libs/pubsub-memory.so \
+    --metadata maxQueueLength=20
 
 echo "# $ran plugin(s) tested, $failed failed"
 [ "$ran" -eq 0 ] && exit 77
