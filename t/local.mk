@@ -12,3 +12,7 @@ include t/invoke/local.mk
 include t/redis/local.mk
 include t/postgresql/local.mk
 include t/mongodb/local.mk
+include t/pubsub/local.mk
+include t/pubsub-redis/local.mk
+include t/jetstream/local.mk
+include t/kafka/local.mk
