@@ -5,4 +5,8 @@ EXTRA_DIST += \
 	bench/RESULTS.md \
 	bench/state-bench.sh \
 	bench/startup-time.py \
-	bench/state-save.lua
+	bench/state-save.lua \
+	bench/invoke-bench.sh \
+	bench/invoke-app.c
+EXTRA_DIST += bench/redis-bench.sh
+EXTRA_DIST += bench/postgresql-bench.sh
