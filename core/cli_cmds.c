@@ -298,6 +298,17 @@ static char *statestore_yaml(void)
     return y;
 }
 
+/* Process-local: each sidecar has its own broker (Dapr's init writes a
+ * Redis one; there is no container here to run Redis in). */
+static const char pubsub_yaml[] =
+    "apiVersion: dapr.io/v1alpha1\n"
+    "kind: Component\n"
+    "metadata:\n"
+    "  name: pubsub\n"
+    "spec:\n"
+    "  type: pubsub.in-memory\n"
+    "  version: v1\n";
+
 static const char config_yaml[] =
     "apiVersion: dapr.io/v1alpha1\n"
     "kind: Configuration\n"
@@ -350,6 +361,7 @@ int cmd_init(int argc, char **argv)
     if (no_positional("init", argc, argv)) return 1;
     char *home = dapr_home(), *comp = dapr_home_path("components");
     char *store = dapr_home_path("components/statestore.yaml"), *config = dapr_home_path("config.yaml");
+    char *pubsub = dapr_home_path("components/pubsub.yaml");
     int rc = 1;
     if (!home) {
         cli_failure("HOME is not set: cannot find ~/.dapr");
@@ -358,7 +370,8 @@ int cmd_init(int argc, char **argv)
     } else {
         cli_info("Making the jump to hyperspace...");
         char *y = statestore_yaml();
-        rc = write_file(store, y, force) | write_file(config, config_yaml, force) ? 1 : 0;
+        rc = write_file(store, y, force) | write_file(pubsub, pubsub_yaml, force) |
+             write_file(config, config_yaml, force) ? 1 : 0;
         free(y);
         if (rc == 0)
             cli_success("Success! Dapr is up and running. Components are in %s, the configuration is %s", comp, config);
@@ -366,6 +379,7 @@ int cmd_init(int argc, char **argv)
     free(home);
     free(comp);
     free(store);
+    free(pubsub);
     free(config);
     return rc;
 }
@@ -407,8 +421,8 @@ int cmd_uninstall(int argc, char **argv)
             cli_info("Removed %s", home);
         }
     } else {
-        const char *files[] = { "components/statestore.yaml", "config.yaml" };
-        for (size_t i = 0; i < 2; i++) {
+        const char *files[] = { "components/statestore.yaml", "components/pubsub.yaml", "config.yaml" };
+        for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
             char *p = dapr_home_path(files[i]);
             if (unlink(p) == 0) cli_info("Removed %s", p);
             else if (errno != ENOENT) cli_warn("cannot remove %s: %s", p, strerror(errno));

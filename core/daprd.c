@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,7 +94,15 @@ static const char embedded_components[] =
     "  - name: connectionString\n"
     "    value: \"%s\"\n"
     "  - name: actorStateStore\n"
-    "    value: \"true\"\n";
+    "    value: \"true\"\n"
+    "---\n"
+    "apiVersion: dapr.io/v1alpha1\n"
+    "kind: Component\n"
+    "metadata:\n"
+    "  name: pubsub\n"
+    "spec:\n"
+    "  type: pubsub.in-memory\n"
+    "  version: v1\n";
 
 static void usage(FILE *out)
 {
@@ -134,7 +143,8 @@ static void usage(FILE *out)
             "\n"
             "Without --resources-path, daprd uses its embedded default components: a\n"
             "state.sqlite store named \"statestore\" (actorStateStore) in\n"
-            "$STATE_DIRECTORY/state.db, or ~/.dapr/state/<app-id>.db.\n",
+            "$STATE_DIRECTORY/state.db, or ~/.dapr/state/<app-id>.db, and a\n"
+            "pubsub.in-memory broker named \"pubsub\".\n",
             PACKAGE_VERSION, DAPR_PLUGIN_ABI_MAJOR, DAPR_PLUGIN_ABI_MINOR, PLUGINDIR);
 }
 
@@ -353,7 +363,8 @@ static int mkdir_p(const char *path)
     return rc;
 }
 
-/* The embedded default set: one state.sqlite store in the state folder. */
+/* The embedded default set: one state.sqlite store in the state folder
+ * and the process-local pub/sub broker, the names `dapr init` gives. */
 static int load_embedded_components(component_list *list, char **err)
 {
     const char *state_dir = getenv("STATE_DIRECTORY"); /* set by systemd's StateDirectory= */
@@ -382,7 +393,7 @@ static int load_embedded_components(component_list *list, char **err)
         return -1;
     }
     char *yaml = xasprintf(embedded_components, db);
-    log_info(SCOPE, "no --resources-path given: using the embedded default components (state.sqlite at %s)", db);
+    log_info(SCOPE, "no --resources-path given: using the embedded default components (state.sqlite at %s, pubsub.in-memory)", db);
     int rc = manifest_load_string(yaml, strlen(yaml), "(embedded defaults)", opt.app_id, list, err);
     free(yaml);
     free(dir);
@@ -552,6 +563,15 @@ int main(int argc, char **argv)
         return 2;
     log_setup((log_level)log_level_parse(opt.log_level), opt.log_as_json, opt.app_id, PACKAGE_VERSION);
     signal(SIGPIPE, SIG_IGN);
+    /* A SIGTERM that arrives while starting (dapr stop right after dapr
+     * run, systemd stopping a slow start) must mean a clean shutdown, not
+     * death by the default action: hold it until the loop handles it.
+     * Threads started meanwhile inherit the mask, so it lands here. */
+    sigset_t stop_signals;
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGTERM);
+    sigaddset(&stop_signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     rt.app_id = opt.app_id;
     rt.version = PACKAGE_VERSION;
@@ -632,6 +652,7 @@ int main(int argc, char **argv)
     sig_int = evsignal_new(loop_base(), SIGINT, on_signal, NULL);
     event_add(sig_term, NULL);
     event_add(sig_int, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 
     dapr_nr_instance_info self = {
         .app_id = opt.app_id,

@@ -1,6 +1,8 @@
 """A tiny app for the dapr CLI tests, started by `dapr run`.
 
-Serves GET /env (the Dapr variables it was given, as JSON) and answers any
+Serves GET /env (the Dapr variables it was given, as JSON), subscribes to
+topic "orders" of pub/sub "pubsub" (deliveries listed by GET /received),
+and answers any
 other path with {"method": ..., "path": ..., "body": ...} so that service
 invocation can be checked.  Prints "app ready" once listening.
 
@@ -17,6 +19,9 @@ VARS = ["APP_ID", "APP_PORT", "APP_PROTOCOL", "APP_CHANNEL_ADDRESS", "DAPR_HTTP_
         "DAPR_GRPC_PORT", "DAPR_METRICS_PORT", "EXTRA", "COMMON"]
 
 
+RECEIVED = []  # CloudEvents delivered to /orders (dapr publish test)
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def _answer(self):
         n = int(self.headers.get("Content-Length") or 0)
@@ -24,6 +29,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.path == "/env":
             out = {k: os.environ.get(k) for k in VARS}
             out["cwd"] = os.getcwd()
+        elif self.path == "/dapr/subscribe":
+            out = [{"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}]
+        elif self.path == "/received":
+            out = RECEIVED
+        elif self.path == "/orders":
+            RECEIVED.append(json.loads(body))
+            out = {"status": "SUCCESS"}
         else:
             out = {"method": self.command, "path": self.path, "body": body}
         data = json.dumps(out).encode()

@@ -266,6 +266,34 @@ def test_invoke(cli, app_cmd):
     run.stop()
 
 
+def test_publish(cli, app_cmd):
+    # the embedded default components include pubsub.in-memory as "pubsub"
+    port = free_port()
+    run = cli.run("-a", "subscriber", "-p", str(port), "--", *app_cmd)
+    cli.wait_listed("subscriber")
+    app_env(port)
+    http_port = app_env(port)["DAPR_HTTP_PORT"]
+    # in-memory pub/sub keeps nothing for a topic nobody subscribes to yet:
+    # wait until the sidecar has read the app's /dapr/subscribe
+    wait_for(lambda: json.loads(request(int(http_port), "GET", "/v1.0/metadata")[1]).get("subscriptions"),
+             what="the subscription in the metadata API")
+    r = cli("publish", "--publish-app-id", "subscriber", "--pubsub", "pubsub", "--topic", "orders",
+            "--data", '{"orderId":7}')
+    assert r.returncode == 0, r
+    assert "Event published successfully" in r.stdout
+
+    def delivered():
+        events = json.loads(request(port, "GET", "/received")[1])
+        return events or None
+    events = wait_for(delivered, what="the event at the app")
+    assert len(events) == 1
+    assert events[0]["data"] == {"orderId": 7} and events[0]["topic"] == "orders"
+    assert events[0]["source"] == "subscriber" and events[0]["pubsubname"] == "pubsub"
+    r = cli("publish", "-i", "subscriber", "-p", "nosuch", "-t", "orders", "-d", "{}")
+    assert r.returncode != 0 and "ERR_PUBSUB_NOT_FOUND" in r.stderr
+    run.stop()
+
+
 def test_daprd_start_failure(cli, app_cmd, tmp_path):
     marker = tmp_path / "app-started"
     run = cli.run("-a", "broken", "--resources-path", str(tmp_path / "missing"), "--",
