@@ -16,6 +16,10 @@ void api_state_query(api_call *c, const char *store);
 void api_publish(api_call *c, size_t pubsub_seg);
 void api_bulk_publish(api_call *c, size_t pubsub_seg);
 
+/* api_secrets.c: GET /v1.0/secrets/{store}/{key} and .../bulk */
+void api_secrets_get(api_call *c, const char *store, const char *key);
+void api_secrets_bulk_get(api_call *c, const char *store);
+
 /* api_metadata.c: metadata, health and shutdown */
 void api_healthz(api_call *c);
 void api_healthz_outbound(api_call *c);

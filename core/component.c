@@ -8,6 +8,7 @@
 #include "log.h"
 #include "loop.h"
 #include "plugin_loader.h"
+#include "secrets.h"
 #include "util.h"
 #include "workers.h"
 
@@ -228,11 +229,13 @@ static int check_schema(const component_spec *s, const dapr_component_def *def, 
     for (size_t i = 0; i < def->n_metadata_schema; i++) {
         const dapr_metadata_field *f = &def->metadata_schema[i];
         const char *v = NULL;
+        int v_secret = 0;
         for (size_t j = 0; j < c->n_meta; j++)
             if (strcasecmp(c->meta[j].name, f->name) == 0) {
                 v = c->meta[j].value;
                 if (f->flags & DAPR_META_SECRET)
                     c->meta_secret[j] = 1;
+                v_secret = c->meta_secret[j];
             }
         if (!v || !*v) {
             if (f->flags & DAPR_META_REQUIRED) {
@@ -264,7 +267,7 @@ static int check_schema(const component_spec *s, const dapr_component_def *def, 
         }
         if (want) {
             /* Never echo a secret value back. */
-            if (f->flags & DAPR_META_SECRET)
+            if (v_secret)
                 snprintf(err, errlen, "metadata field '%s' must be %s", f->name, want);
             else
                 snprintf(err, errlen, "metadata field '%s' must be %s, not '%s'", f->name, want, v);
@@ -394,6 +397,8 @@ static void component_free(component *c)
 {
     for (size_t i = 0; i < c->n_meta; i++) {
         free((char *)c->meta[i].name);
+        if (c->meta_secret[i] && c->meta[i].value)
+            explicit_bzero((char *)c->meta[i].value, strlen(c->meta[i].value));
         free((char *)c->meta[i].value);
     }
     free(c->meta);
@@ -432,21 +437,33 @@ static component *component_create(const component_spec *s, const char *app_id, 
     atomic_init(&c->inflight, 0);
     c->meta = xcalloc(s->n_meta, sizeof *c->meta);
     c->meta_secret = xcalloc(s->n_meta ? s->n_meta : 1, 1);
+    /* secretKeyRef values come from an already initialised secret store
+     * (components_init_all starts those first).  They are flagged secret
+     * and used as they are: no placeholder expansion inside a password. */
+    char **resolved = xcalloc(s->n_meta ? s->n_meta : 1, sizeof *resolved);
+    if (secrets_resolve_refs(s, resolved, err, errlen) != 0) {
+        free(resolved);
+        component_free(c);
+        return NULL;
+    }
     for (size_t i = 0; i < s->n_meta; i++) {
         const manifest_meta *m = &s->meta[i];
-        if (m->secret_name) {
-            snprintf(err, errlen,
-                     "metadata field '%s' uses secretKeyRef (secret '%s', key '%s'), but no secret store is available",
-                     m->name, m->secret_name, m->secret_key);
-            c->n_meta = i;
-            component_free(c);
-            return NULL;
-        }
         c->meta[i].name = xstrdup(m->name);
-        c->meta[i].value = expand_placeholders(m->value, app_id);
+        if (resolved[i]) {
+            c->meta[i].value = resolved[i];
+            c->meta_secret[i] = 1;
+        } else {
+            c->meta[i].value = expand_placeholders(m->value, app_id);
+        }
         c->n_meta = i + 1;
     }
-    if (check_schema(s, def, c, err, errlen) != 0 ||
+    free(resolved);
+    int schema_rc = check_schema(s, def, c, err, errlen);
+    /* From here on no log line shows a secret value, whoever writes it. */
+    for (size_t i = 0; i < c->n_meta; i++)
+        if (c->meta_secret[i])
+            log_redact_add(c->meta[i].value);
+    if (schema_rc != 0 ||
         (kind == DAPR_KIND_STATE && setup_key_prefix(c, app_id, err, errlen) != 0)) {
         component_free(c);
         return NULL;
@@ -486,11 +503,57 @@ void component_destroy(component *c)
     component_free(c);
 }
 
+static int is_secret_store_spec(const component_spec *s)
+{
+    return kind_of_type_name(s->type) == DAPR_KIND_SECRET_STORE;
+}
+
+/*
+ * The order components start in: secret stores first, since any other
+ * component may take metadata from them through secretKeyRef; a secret
+ * store that itself reads from another secret store waits for that one
+ * (rounds until nothing moves; a cycle or a missing store then fails with
+ * "not loaded").  Everything else keeps manifest order.  Returns a
+ * malloc'ed permutation of specs->n indexes.
+ */
+static size_t *init_order(const component_list *specs)
+{
+    size_t *order = xcalloc(specs->n ? specs->n : 1, sizeof *order), k = 0;
+    unsigned char *placed = xcalloc(specs->n ? specs->n : 1, 1);
+    for (int progress = 1; progress;) {
+        progress = 0;
+        for (size_t i = 0; i < specs->n; i++) {
+            const component_spec *s = &specs->items[i];
+            if (placed[i] || !is_secret_store_spec(s))
+                continue;
+            const char *dep = secrets_spec_has_refs(s) ? secrets_store_of(s) : NULL;
+            int waits = 0;
+            for (size_t j = 0; dep && j < specs->n && !waits; j++)
+                waits = j != i && !placed[j] && is_secret_store_spec(&specs->items[j]) &&
+                        strcmp(specs->items[j].name, dep) == 0;
+            if (waits)
+                continue;
+            order[k++] = i;
+            placed[i] = 1;
+            progress = 1;
+        }
+    }
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t i = 0; i < specs->n; i++)
+            if (!placed[i] && (pass == 1 || is_secret_store_spec(&specs->items[i]))) {
+                order[k++] = i;
+                placed[i] = 1;
+            }
+    free(placed);
+    return order;
+}
+
 int components_init_all(const component_list *specs, const char *app_id)
 {
     app_id_value = app_id ? app_id : "";
-    for (size_t i = 0; i < specs->n; i++) {
-        const component_spec *s = &specs->items[i];
+    size_t *order = init_order(specs);
+    for (size_t oi = 0; oi < specs->n; oi++) {
+        const component_spec *s = &specs->items[order[oi]];
         char err[768] = "";
         component *c = component_create(s, app_id_value, err, sizeof err);
         if (c) {
@@ -505,8 +568,10 @@ int components_init_all(const component_list *specs, const char *app_id)
         }
         log_error(SCOPE, "%s: component '%s' (%s) failed to initialise: %s", s->file, s->name, s->type,
                   err);
+        free(order);
         return -1;
     }
+    free(order);
     return 0;
 }
 
@@ -577,6 +642,11 @@ size_t component_capabilities(const component *c, const char **out, size_t n)
     } else if (c->kind == DAPR_KIND_INPUT_BINDING && k + 1 < n) {
         out[k++] = "INPUT_BINDING";
     } else if (c->kind == DAPR_KIND_SECRET_STORE) {
+        /* Some stores' features depend on their metadata (local.file's multiValued). */
+        const dapr_secretstore_vtable *vt = c->def->vtable;
+        if (vt && vt->size >= offsetof(dapr_secretstore_vtable, features) + sizeof vt->features &&
+            vt->features && c->instance)
+            f = vt->features(c->instance);
         CAP(DAPR_SECRETSTORE_MULTIPLE_KEY_VALUES, "MULTIPLE_KEY_VALUES_PER_SECRET");
     }
 #undef CAP

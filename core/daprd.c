@@ -19,6 +19,7 @@
 #include "pubsub.h"
 #include "plugin_loader.h"
 #include "runtime.h"
+#include "secrets.h"
 #include "util.h"
 #include "workers.h"
 
@@ -549,6 +550,7 @@ static void teardown(void)
     nameres_shutdown();
     pubsub_free();
     components_close_all();
+    secrets_free();
     plugins_unload_all();
     loop_free();
     json_decref(rt.extended);
@@ -595,6 +597,7 @@ int main(int argc, char **argv)
         }
         log_info(SCOPE, "loaded Configuration %s from %s", config.name, opt.config);
     }
+    secrets_configure(opt.config ? &config : NULL);
     const char *app_token = getenv("APP_API_TOKEN");
     app_channel_opts ac = {
         .address = opt.app_channel_address, .port = opt.app_port, .protocol = opt.app_protocol,
@@ -671,5 +674,6 @@ int main(int argc, char **argv)
     loop_run();
     teardown();
     log_info(SCOPE, "dapr shutdown complete");
+    log_redact_clear();
     return 0;
 }

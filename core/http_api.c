@@ -115,7 +115,9 @@ static void reply_error_v(api_call *c, int status, const char *code, json_t *det
                           const char *fmt, va_list ap)
 {
     char msg[2048];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int full = vsnprintf(msg, sizeof msg, fmt, ap);
+    /* A plugin's error text may quote its metadata: never a secret. */
+    log_redact(msg, full < 0 || (size_t)full >= sizeof msg);
     /* Messages can quote request data, which may not be valid UTF-8. */
     json_t *m = json_string(msg);
     if (!m)
@@ -248,6 +250,14 @@ static int route(api_call *c)
     }
     if (v1 && seg_is(c, 1, "shutdown") && c->n_seg == 2 && m == EVHTTP_REQ_POST) {
         api_shutdown(c);
+        return 1;
+    }
+    if (v1 && seg_is(c, 1, "secrets") && c->n_seg == 4 && m == EVHTTP_REQ_GET) {
+        /* The fixed word wins: a secret named "bulk" is unreachable, as in Dapr. */
+        if (seg_is(c, 3, "bulk"))
+            api_secrets_bulk_get(c, c->seg[2]);
+        else
+            api_secrets_get(c, c->seg[2], c->seg[3]);
         return 1;
     }
     if (v1 && seg_is(c, 1, "state")) {

@@ -6,6 +6,7 @@ core_libdaprcore_la_SOURCES = \
 	core/api_invoke.c \
 	core/api_metadata.c \
 	core/api_pubsub.c \
+	core/api_secrets.c \
 	core/api_state.c \
 	core/cel.c core/cel.h \
 	core/app_channel.c core/app_channel.h \
@@ -23,6 +24,7 @@ core_libdaprcore_la_SOURCES = \
 	core/manifest.c core/manifest.h \
 	core/plugin_loader.c core/plugin_loader.h \
 	core/runtime.h \
+	core/secrets.c core/secrets.h \
 	core/util.c core/util.h \
 	core/uuid_gen.c core/uuid_gen.h \
 	core/workers.c core/workers.h

@@ -11,6 +11,7 @@
 #include "log.h"
 
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,83 @@ int log_level_parse(const char *name)
 int log_enabled(log_level level)
 {
     return level >= min_level;
+}
+
+/* ---- secret scrubbing ------------------------------------------------------ */
+
+#define REDACT_MIN_LEN 4
+#define REDACT_MARK "***"
+
+static pthread_rwlock_t redact_lock = PTHREAD_RWLOCK_INITIALIZER;
+static char **redact_values; /* longest first, so a secret inside another is not half-replaced */
+static size_t n_redact;
+
+void log_redact_add(const char *value)
+{
+    if (!value || strlen(value) < REDACT_MIN_LEN)
+        return;
+    pthread_rwlock_wrlock(&redact_lock);
+    size_t len = strlen(value), at = n_redact;
+    for (size_t i = 0; i < n_redact; i++) {
+        if (strcmp(redact_values[i], value) == 0) {
+            pthread_rwlock_unlock(&redact_lock);
+            return;
+        }
+        if (at == n_redact && strlen(redact_values[i]) < len)
+            at = i;
+    }
+    char **grown = realloc(redact_values, (n_redact + 1) * sizeof *grown);
+    char *copy = strdup(value);
+    if (!grown || !copy) {
+        /* Cannot remember it: better no log line than a leaked secret. */
+        free(copy);
+        if (grown) redact_values = grown;
+        pthread_rwlock_unlock(&redact_lock);
+        fputs("daprd: out of memory registering a secret for log scrubbing\n", stderr);
+        abort();
+    }
+    redact_values = grown;
+    memmove(redact_values + at + 1, redact_values + at, (n_redact - at) * sizeof *redact_values);
+    redact_values[at] = copy;
+    n_redact++;
+    pthread_rwlock_unlock(&redact_lock);
+}
+
+void log_redact(char *buf, int truncated)
+{
+    pthread_rwlock_rdlock(&redact_lock);
+    for (size_t i = 0; i < n_redact; i++) {
+        const char *v = redact_values[i];
+        size_t vl = strlen(v);
+        /* The mark is shorter than any registered value, so the text only
+         * shrinks and the replacement can run in place. */
+        for (char *p = strstr(buf, v); p; p = strstr(p + sizeof REDACT_MARK - 1, v)) {
+            memcpy(p, REDACT_MARK, sizeof REDACT_MARK - 1);
+            memmove(p + sizeof REDACT_MARK - 1, p + vl, strlen(p + vl) + 1);
+        }
+        if (truncated) {
+            /* A cut line may end with the first bytes of a secret. */
+            size_t bl = strlen(buf);
+            for (size_t k = vl - 1 < bl ? vl - 1 : bl; k > 0; k--) {
+                if (memcmp(buf + bl - k, v, k) == 0) {
+                    buf[bl - k] = '\0';
+                    break;
+                }
+            }
+        }
+    }
+    pthread_rwlock_unlock(&redact_lock);
+}
+
+void log_redact_clear(void)
+{
+    pthread_rwlock_wrlock(&redact_lock);
+    for (size_t i = 0; i < n_redact; i++)
+        free(redact_values[i]);
+    free(redact_values);
+    redact_values = NULL;
+    n_redact = 0;
+    pthread_rwlock_unlock(&redact_lock);
 }
 
 /* RFC 3339 with nanoseconds, UTC: 2026-11-28T13:00:00.123456789Z */
@@ -97,7 +175,8 @@ void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
     if (level < min_level)
         return;
     char msg[4096];
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int full = vsnprintf(msg, sizeof msg, fmt, ap);
+    log_redact(msg, full < 0 || (size_t)full >= sizeof msg);
     char when[64];
     format_time(when, sizeof when);
 

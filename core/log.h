@@ -24,6 +24,21 @@ void log_write(log_level level, const char *scope, const char *fmt, ...)
 void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
 
+/*
+ * Secret scrubbing.  Every value registered here (resolved secretKeyRef
+ * values, metadata fields a plugin declares DAPR_META_SECRET) is replaced
+ * by "***" in every log line, whoever wrote it (core or plugin), and in
+ * whatever text is passed to log_redact().  A belt to the braces of "never
+ * pass secrets to the logger": a plugin that logs its connection string
+ * cannot leak the password inside it.  Values shorter than 4 bytes are not
+ * registered: they would mangle ordinary words.  Thread-safe.
+ */
+void log_redact_add(const char *value);
+/* Scrub buf (NUL-terminated) in place.  truncated: buf was cut short, so a
+ * secret's beginning at its end is cut off too. */
+void log_redact(char *buf, int truncated);
+void log_redact_clear(void);
+
 #define log_debug(scope, ...) \
     do { if (log_enabled(LOG_LEVEL_DEBUG)) log_write(LOG_LEVEL_DEBUG, scope, __VA_ARGS__); } while (0)
 #define log_info(scope, ...)  log_write(LOG_LEVEL_INFO, scope, __VA_ARGS__)

@@ -16,3 +16,4 @@ include t/pubsub/local.mk
 include t/pubsub-redis/local.mk
 include t/jetstream/local.mk
 include t/kafka/local.mk
+include t/secrets/local.mk
