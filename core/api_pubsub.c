@@ -74,10 +74,10 @@ static component *publish_target(api_call *c, const char *pubsub, const char *to
                      "topic is empty in pubsub %s", pubsub);
         return NULL;
     }
-    json_t *valid = json_string(topic);
+    json_t *valid = c->nul_in_path ? NULL : json_string(topic);
     if (!valid) {
         pubsub_error(c, 400, "ERR_PUBSUB_EVENTS_SER", "DAPR_PUBSUB_MARSHAL_EVENTS", pubsub, NULL, 1,
-                     "topic name is not valid UTF-8");
+                     "topic name is not valid UTF-8 or holds a NUL byte");
         return NULL;
     }
     json_decref(valid);
@@ -182,16 +182,14 @@ void api_publish(api_call *c, size_t pubsub_seg)
                         .source = rt.app_id, .traceparent = tp, .tracestate = ts ? ts : "",
                         .metadata = &c->metadata, .expiration = expiration[0] ? expiration : NULL};
         char err[256];
-        json_t *ce = cloudevent_build(&p, err, sizeof err);
-        if (!ce) {
+        payload = cloudevent_build(&p, &payload_len, err, sizeof err);
+        if (!payload) {
             pubsub_error(c, 500, "ERR_PUBSUB_CLOUD_EVENTS_SER", "DAPR_PUBSUB_CLOUD_EVENT_CREATION", pubsub, topic,
                          1, "error when creating the CloudEvent for topic %s: %s", topic, err);
             kv_list_free(&meta);
             free(topic);
             return;
         }
-        payload = json_to_text(ce, &payload_len, 0);
-        json_decref(ce);
         payload_ct = "application/cloudevents+json";
     }
     struct publish_op *op = xcalloc(1, sizeof *op);
@@ -254,6 +252,20 @@ static void bulk_entry_done(void *arg, dapr_status st, const char *msg)
     bulk_maybe_reply(op);
 }
 
+/* A member as Go's encoding/json finds a struct field: the exact name,
+ * else the first name equal ignoring case. */
+static json_t *member_ci(json_t *o, const char *name)
+{
+    json_t *v = json_object_get(o, name);
+    if (v || !json_is_object(o))
+        return v;
+    const char *k;
+    json_object_foreach(o, k, v)
+        if (strcasecmp(k, name) == 0)
+            return v;
+    return NULL;
+}
+
 static int decode_base64(const char *in, unsigned char **out, size_t *len)
 {
     size_t n = strlen(in);
@@ -289,21 +301,25 @@ void api_bulk_publish(api_call *c, size_t pubsub_seg)
         free(topic);
         return;
     }
-    /* Validate every entry before publishing any. */
+    /* Validate every entry before publishing any.  Field names match as
+     * Go's decoder matches them: exactly, else ignoring case (the JS SDK
+     * sends "entryID"). */
     size_t i;
     json_t *e;
     const char *problem = NULL;
+    json_t *seen = json_object(); /* entry ids so far: a hash set */
     json_array_foreach(arr, i, e) {
-        const char *id = json_string_value(json_object_get(e, "entryId"));
-        const char *ct = json_string_value(json_object_get(e, "contentType"));
-        json_t *ev = json_object_get(e, "event");
+        const char *id = json_string_value(member_ci(e, "entryId"));
+        const char *ct = json_string_value(member_ci(e, "contentType"));
+        json_t *ev = member_ci(e, "event");
+        if (!json_is_object(e)) { problem = "every entry must be a JSON object"; break; }
         if (!id || !*id) { problem = "every entry needs an entryId"; break; }
-        for (size_t k = 0; k < i && !problem; k++)
-            if (strcmp(id, json_string_value(json_object_get(json_array_get(arr, k), "entryId"))) == 0)
-                problem = "entryId values must be unique";
-        if (problem) break;
+        if (json_object_get(seen, id)) { problem = "entryId values must be unique"; break; }
+        json_object_set_new(seen, id, json_true());
         if (!ev) { problem = "every entry needs an event"; break; }
-        if (!ct || content_type_is_json(ct) || strncasecmp(ct, "application/cloudevents+json", 28) == 0) {
+        if (ct && strncasecmp(ct, "application/cloudevents+json", 28) == 0) {
+            if (!json_is_object(ev)) { problem = "a CloudEvent entry's event must be a JSON object"; break; }
+        } else if (!ct || content_type_is_json(ct)) {
             continue; /* any JSON value */
         } else if (strncasecmp(ct, "text/", 5) == 0 || strncasecmp(ct, "application/xml", 15) == 0) {
             if (!json_is_string(ev)) { problem = "a text or XML entry's event must be a JSON string"; break; }
@@ -320,6 +336,7 @@ void api_bulk_publish(api_call *c, size_t pubsub_seg)
             break;
         }
     }
+    json_decref(seen);
     if (problem) {
         pubsub_error(c, 400, "ERR_PUBSUB_EVENTS_SER", "DAPR_PUBSUB_MARSHAL_EVENTS", pubsub, topic, 1,
                      "error when marshaling the bulk request: entry %zu: %s", i, problem);
@@ -333,14 +350,14 @@ void api_bulk_publish(api_call *c, size_t pubsub_seg)
     op->topic = topic;
     op->failed = json_array();
     json_array_foreach(arr, i, e) {
-        const char *id = json_string_value(json_object_get(e, "entryId"));
-        const char *ct = json_string_value(json_object_get(e, "contentType"));
-        json_t *ev = json_object_get(e, "event");
+        const char *id = json_string_value(member_ci(e, "entryId"));
+        const char *ct = json_string_value(member_ci(e, "contentType"));
+        json_t *ev = member_ci(e, "event");
         kv_list meta = {0};
         broker_metadata(&c->metadata, &meta);
         const char *k;
         json_t *v;
-        json_object_foreach(json_object_get(e, "metadata"), k, v)
+        json_object_foreach(member_ci(e, "metadata"), k, v)
             if (json_is_string(v))
                 kv_list_set(&meta, k, json_string_value(v));
         unsigned char *raw = NULL;
@@ -366,12 +383,9 @@ void api_bulk_publish(api_call *c, size_t pubsub_seg)
                             .topic = topic, .pubsub = pubsub, .source = rt.app_id, .traceparent = tp,
                             .tracestate = "", .metadata = &meta, .expiration = expiration[0] ? expiration : NULL};
             char err[256];
-            json_t *ce = cloudevent_build(&p, err, sizeof err);
-            if (ce) {
-                payload = json_to_text(ce, &payload_len, 0);
-                json_decref(ce);
+            payload = cloudevent_build(&p, &payload_len, err, sizeof err);
+            if (payload)
                 payload_ct = "application/cloudevents+json";
-            }
         }
         struct bulk_entry *be = xcalloc(1, sizeof *be);
         be->op = op;

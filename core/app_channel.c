@@ -63,6 +63,7 @@ int app_channel_init(const app_channel_opts *o)
 
 int app_channel_enabled(void) { return pool != NULL; }
 int app_channel_healthy(void) { return healthy; }
+int app_channel_max_concurrency(void) { return opt.max_concurrency; }
 
 /* ---- waiting for the app port -------------------------------------------- */
 

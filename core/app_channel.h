@@ -33,6 +33,8 @@ int app_channel_enabled(void);
  * call ready() once (on the loop).  Without an app channel, calls it now. */
 void app_channel_wait_for_app(void (*ready)(void));
 int app_channel_healthy(void);
+/* --app-max-concurrency (<= 0: unlimited). */
+int app_channel_max_concurrency(void);
 
 /* Send a request to the app; the APP_API_TOKEN header is added here.
  * Returns 0, or -1 when --app-max-concurrency is reached and the wait

@@ -1,6 +1,7 @@
 /* cloudevent.c - CloudEvent envelopes for publish and delivery. */
 #include "config.h"
 #include "cloudevent.h"
+#include "json_out.h"
 #include "util.h"
 #include "uuid_gen.h"
 
@@ -42,7 +43,7 @@ void rfc3339_now(char *out, size_t len)
         snprintf(out, len, "%s%.3s:%.2s", base, off, off + 3);
 }
 
-static char *base64(const unsigned char *p, size_t n)
+char *base64_encode(const unsigned char *p, size_t n)
 {
     static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char *out = xmalloc(((n + 2) / 3) * 4 + 1);
@@ -57,6 +58,71 @@ static char *base64(const unsigned char *p, size_t n)
     }
     out[o] = '\0';
     return out;
+}
+
+json_t *cloudevent_parse(const void *data, size_t len, size_t flags)
+{
+    json_t *v = json_loadb(data, len, flags | JSON_ALLOW_NUL, NULL);
+    if (!v) /* Go reads integers of any size; jansson stops at int64 */
+        v = json_loadb(data, len, flags | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
+    return v;
+}
+
+/* Digits helper for rfc3339_parse. */
+static int digits(const char *s, int n, int *out)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (!isdigit((unsigned char)s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+int rfc3339_parse(const char *s, time_t *out)
+{
+    int Y, M, D, h, m, sec;
+    if (!s || strlen(s) < 20 || digits(s, 4, &Y) || s[4] != '-' || digits(s + 5, 2, &M) || s[7] != '-' ||
+        digits(s + 8, 2, &D) || (s[10] != 'T' && s[10] != 't') || digits(s + 11, 2, &h) || s[13] != ':' ||
+        digits(s + 14, 2, &m) || s[16] != ':' || digits(s + 17, 2, &sec))
+        return -1;
+    if (M < 1 || M > 12 || D < 1 || D > 31 || h > 23 || m > 59 || sec > 60)
+        return -1;
+    const char *p = s + 19;
+    if (*p == '.') {
+        p++;
+        if (!isdigit((unsigned char)*p))
+            return -1;
+        while (isdigit((unsigned char)*p))
+            p++;
+    }
+    long off = 0;
+    if ((*p == 'Z' || *p == 'z') && p[1] == '\0') {
+        off = 0;
+    } else if ((*p == '+' || *p == '-') && strlen(p) == 6 && p[3] == ':') {
+        int oh, om;
+        if (digits(p + 1, 2, &oh) || digits(p + 4, 2, &om) || oh > 23 || om > 59)
+            return -1;
+        off = (oh * 60L + om) * 60L * (*p == '-' ? -1 : 1);
+    } else {
+        return -1;
+    }
+    struct tm tm = {.tm_year = Y - 1900, .tm_mon = M - 1, .tm_mday = D, .tm_hour = h, .tm_min = m,
+                    .tm_sec = sec};
+    *out = timegm(&tm) - off;
+    return 0;
+}
+
+int cloudevent_expired(json_t *event)
+{
+    const char *exp = json_string_value(json_object_get(event, "expiration"));
+    time_t when;
+    /* Dapr ignores an expiration it cannot parse (logged there). */
+    if (!exp || rfc3339_parse(exp, &when) != 0)
+        return 0;
+    return when < time(NULL);
 }
 
 static const char *meta(const ce_publish *p, const char *name)
@@ -75,14 +141,37 @@ static void set_trace(json_t *ce, const char *traceparent, const char *tracestat
         json_object_set_new(ce, "tracestate", json_string(tracestate ? tracestate : ""));
 }
 
-json_t *cloudevent_build(const ce_publish *p, char *err, size_t errlen)
+static int is_json_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+/* Is the body one JSON value (whitespace around allowed)?  Its span
+ * without the whitespace goes to *start, *n. */
+static int json_span(const unsigned char *body, size_t len, size_t *start, size_t *n)
+{
+    json_t *v = cloudevent_parse(body, len, JSON_DECODE_ANY);
+    if (!v)
+        return 0;
+    json_decref(v);
+    size_t a = 0, b = len;
+    while (a < b && is_json_ws(body[a])) a++;
+    while (b > a && is_json_ws(body[b - 1])) b--;
+    *start = a;
+    *n = b - a;
+    return 1;
+}
+
+char *cloudevent_build(const ce_publish *p, size_t *out_len, char *err, size_t errlen)
 {
     char now[40];
     rfc3339_now(now, sizeof now);
 
     if (media_type_is(p->content_type, "application/cloudevents+json")) {
         json_error_t jerr;
-        json_t *ce = json_loadb((const char *)p->body, p->len, 0, &jerr);
+        json_t *ce = json_loadb((const char *)p->body, p->len, JSON_ALLOW_NUL, &jerr);
+        if (!ce)
+            ce = cloudevent_parse(p->body, p->len, 0);
         if (!ce || !json_is_object(ce)) {
             json_decref(ce);
             snprintf(err, errlen, "the body is not a CloudEvent JSON object: %s", ce ? "not an object" : jerr.text);
@@ -101,7 +190,9 @@ json_t *cloudevent_build(const ce_publish *p, char *err, size_t errlen)
             json_object_set_new(ce, "specversion", json_string("1.0"));
         if (p->expiration && !json_object_get(ce, "expiration"))
             json_object_set_new(ce, "expiration", json_string(p->expiration));
-        return ce;
+        char *text = json_to_text(ce, out_len, 1);
+        json_decref(ce);
+        return text;
     }
 
     const char *ct = p->content_type && *p->content_type ? p->content_type : "text/plain";
@@ -121,18 +212,18 @@ json_t *cloudevent_build(const ce_publish *p, char *err, size_t errlen)
     json_object_set_new(ce, "type", json_string(type ? type : "com.dapr.event.sent"));
     json_object_set_new(ce, "specversion", json_string("1.0"));
     json_object_set_new(ce, "datacontenttype", json_string(ct));
+    size_t raw_start = 0, raw_n = 0;
+    int splice = 0;
     if (media_type_is(ct, "application/octet-stream")) {
-        char *b = base64(p->body, p->len);
+        char *b = base64_encode(p->body, p->len);
         json_object_set_new(ce, "data_base64", json_string(b));
         free(b);
+    } else if (content_type_is_json(ct) && json_span(p->body, p->len, &raw_start, &raw_n)) {
+        splice = 1; /* the body itself, added below */
     } else {
-        json_t *data = NULL;
-        if (content_type_is_json(ct))
-            data = json_loadb((const char *)p->body, p->len, JSON_DECODE_ANY, NULL);
-        if (!data)
-            data = json_stringn((const char *)p->body, p->len);
+        json_t *data = json_stringn((const char *)p->body, p->len);
         if (!data) { /* not valid UTF-8: keep the bytes rather than fail */
-            char *b = base64(p->body, p->len);
+            char *b = base64_encode(p->body, p->len);
             json_object_set_new(ce, "data_base64", json_string(b));
             free(b);
         } else {
@@ -147,7 +238,29 @@ json_t *cloudevent_build(const ce_publish *p, char *err, size_t errlen)
         json_object_set_new(ce, "subject", json_string(subject));
     if (p->expiration)
         json_object_set_new(ce, "expiration", json_string(p->expiration));
-    return ce;
+    size_t len;
+    char *text = json_to_text(ce, &len, 1);
+    json_decref(ce);
+    if (!splice) {
+        *out_len = len;
+        return text;
+    }
+    /* "data" sorts before every other key: {"data":<body>,<the rest>. */
+    static const char head[] = "{\"data\":";
+    size_t total = sizeof head - 1 + raw_n + 1 + (len - 1);
+    char *out = xmalloc(total + 1);
+    size_t o = 0;
+    memcpy(out, head, sizeof head - 1);
+    o += sizeof head - 1;
+    memcpy(out + o, p->body + raw_start, raw_n);
+    o += raw_n;
+    out[o++] = ',';
+    memcpy(out + o, text + 1, len - 1);
+    o += len - 1;
+    out[o] = '\0';
+    free(text);
+    *out_len = o;
+    return out;
 }
 
 json_t *cloudevent_wrap_raw(const unsigned char *data, size_t len, const char *topic,
@@ -155,7 +268,7 @@ json_t *cloudevent_wrap_raw(const unsigned char *data, size_t len, const char *t
 {
     char uuid[37];
     uuid_v4(uuid);
-    char *b = base64(data, len);
+    char *b = base64_encode(data, len);
     json_t *ce = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "id", uuid, "specversion", "1.0",
                            "datacontenttype", "application/octet-stream", "source", "Dapr", "type",
                            "com.dapr.event.sent", "topic", topic, "pubsubname", pubsub, "data_base64", b);

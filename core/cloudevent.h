@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <time.h>
 #include "kv_list.h"
 
 typedef struct ce_publish {
@@ -22,9 +23,26 @@ typedef struct ce_publish {
     const char *expiration;    /* RFC 3339 UTC, or NULL */
 } ce_publish;
 
-/* Build the envelope.  Returns a new JSON object, or NULL with err set
- * (a CloudEvent passthrough body that is not a JSON object). */
-json_t *cloudevent_build(const ce_publish *p, char *err, size_t errlen);
+/* Build the envelope as compact JSON text with sorted keys (Dapr writes a
+ * Go map).  A JSON body becomes "data" byte for byte, so numbers of any
+ * size keep their exact text, as with Dapr's json.Number decoding.
+ * Returns malloc'ed text (*len set), or NULL with err set (a CloudEvent
+ * passthrough body that is not a JSON object). */
+char *cloudevent_build(const ce_publish *p, size_t *len, char *err, size_t errlen);
+
+/* Parse a delivered message as JSON the way Dapr does (Go decodes integers
+ * of any size): jansson first, then with big integers read as reals.
+ * Returns a new reference or NULL. */
+json_t *cloudevent_parse(const void *data, size_t len, size_t flags);
+
+/* Has the event an "expiration" (RFC 3339, any offset) in the past? */
+int cloudevent_expired(json_t *event);
+
+/* Parse RFC 3339 ("2006-01-02T15:04:05[.frac](Z|+hh:mm)").  Returns 0. */
+int rfc3339_parse(const char *s, time_t *out);
+
+/* Standard base64 (with padding) of n bytes; malloc'ed. */
+char *base64_encode(const unsigned char *p, size_t n);
 
 /* Wrap raw broker bytes for delivery with rawPayload (reference §3.5). */
 json_t *cloudevent_wrap_raw(const unsigned char *data, size_t len, const char *topic,

@@ -219,8 +219,23 @@ static int parse_subscription(yaml_document_t *doc, yaml_node_t *root, const cha
             s.meta[s.n_meta++] = (manifest_meta){.name = xstrdup(k), .value = xstrdup(v)};
         }
     }
-    const char *bulk = scalar(map_get(doc, map_get(doc, spec, "bulkSubscribe"), "enabled"));
+    yaml_node_t *bulk_node = map_get(doc, spec, "bulkSubscribe");
+    const char *bulk = scalar(map_get(doc, bulk_node, "enabled"));
     s.bulk_enabled = bulk && parse_bool(bulk) == 1;
+    static const char *const bulk_ints[] = {"maxMessagesCount", "maxAwaitDurationMs"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = scalar(map_get(doc, bulk_node, bulk_ints[i]));
+        int64_t n = 0;
+        if (v && *v && (parse_int64(v, &n) != 0 || n < 0 || n > INT32_MAX)) {
+            subscription_free(&s);
+            return fail(err, origin, NULL, "Subscription '%s': spec.bulkSubscribe.%s must be a non-negative integer",
+                        name, bulk_ints[i]);
+        }
+        if (i == 0)
+            s.bulk_max_count = n;
+        else
+            s.bulk_max_await_ms = n;
+    }
     if (!s.route && !s.default_path && !s.n_rules) {
         log_warn(SCOPE, "%s: Subscription '%s' has no route: skipped", origin, name);
         subscription_free(&s);
@@ -229,6 +244,15 @@ static int parse_subscription(yaml_document_t *doc, yaml_node_t *root, const cha
     list->subs = xrealloc(list->subs, (list->n_subs + 1) * sizeof *list->subs);
     list->subs[list->n_subs++] = s;
     return 0;
+}
+
+/* envRef may not read daprd's own secrets (the API tokens), as in Dapr. */
+static int env_ref_allowed(const char *name)
+{
+    if (!*name || strchr(name, ' ') || strcasecmp(name, "APP_API_TOKEN") == 0 ||
+        strncasecmp(name, "DAPR_", 5) == 0)
+        return 0;
+    return 1;
 }
 
 static int parse_component(yaml_document_t *doc, yaml_node_t *root, const char *origin,
@@ -323,7 +347,11 @@ static int parse_component(yaml_document_t *doc, yaml_node_t *root, const char *
                 m->secret_name = xstrdup(sn);
                 m->secret_key = xstrdup(sk && *sk ? sk : sn);
             } else if (envref) {
-                const char *ev = getenv(envref);
+                const char *ev = env_ref_allowed(envref) ? getenv(envref) : NULL;
+                if (!env_ref_allowed(envref))
+                    log_warn(SCOPE, "%s: component '%s': metadata '%s' references the environment variable '%s', "
+                             "which components may not read (DAPR_*, APP_API_TOKEN, names with spaces)",
+                             origin, name, mname, envref);
                 m->value = xstrdup(ev ? ev : "");
             } else {
                 m->value = xstrdup("");
@@ -482,9 +510,22 @@ static char *expand_env(const char *in)
     return out;
 }
 
+static void free_strv(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
 void configuration_free(configuration *cfg)
 {
     free(cfg->name);
+    for (size_t i = 0; i < cfg->n_secret_scopes; i++) {
+        free(cfg->secret_scopes[i].store);
+        free_strv(cfg->secret_scopes[i].allowed, cfg->secret_scopes[i].n_allowed);
+        free_strv(cfg->secret_scopes[i].denied, cfg->secret_scopes[i].n_denied);
+    }
+    free(cfg->secret_scopes);
     free(cfg->nr_component);
     free(cfg->nr_version);
     for (size_t i = 0; i < cfg->n_nr_meta; i++) {
@@ -495,12 +536,77 @@ void configuration_free(configuration *cfg)
     memset(cfg, 0, sizeof *cfg);
 }
 
+/* A list of scalars (allowedSecrets, deniedSecrets); absent or null is
+ * empty.  Returns 0, or -1 with *err. */
+static int parse_string_list(yaml_document_t *doc, yaml_node_t *n, const char *origin,
+                             const char *field, char ***out, size_t *n_out, char **err)
+{
+    if (!n || (n->type == YAML_SCALAR_NODE && !*scalar(n)))
+        return 0;
+    if (n->type != YAML_SEQUENCE_NODE)
+        return fail(err, origin, NULL, "%s must be a list of strings", field);
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        const char *v = scalar(yaml_document_get_node(doc, *it));
+        if (!v)
+            return fail(err, origin, NULL, "%s must be a list of strings", field);
+        *out = xrealloc(*out, (*n_out + 1) * sizeof **out);
+        (*out)[(*n_out)++] = xstrdup(v);
+    }
+    return 0;
+}
+
+/* spec.secrets.scopes, validated as Dapr does: defaultAccess is allow or
+ * deny (any case), and a storeName appears once. */
+static int parse_secret_scopes(yaml_document_t *doc, yaml_node_t *spec, const char *origin,
+                               configuration *cfg, char **err)
+{
+    yaml_node_t *scopes = map_get(doc, map_get(doc, spec, "secrets"), "scopes");
+    if (!scopes || (scopes->type == YAML_SCALAR_NODE && !*scalar(scopes)))
+        return 0;
+    if (scopes->type != YAML_SEQUENCE_NODE)
+        return fail(err, origin, NULL, "spec.secrets.scopes must be a list");
+    size_t idx = 0;
+    for (yaml_node_item_t *it = scopes->data.sequence.items.start; it < scopes->data.sequence.items.top;
+         it++, idx++) {
+        yaml_node_t *item = yaml_document_get_node(doc, *it);
+        if (!item || item->type != YAML_MAPPING_NODE)
+            return fail(err, origin, NULL, "spec.secrets.scopes[%zu] must be a mapping", idx);
+        const char *store = scalar(map_get(doc, item, "storeName"));
+        const char *access = scalar(map_get(doc, item, "defaultAccess"));
+        if (!store)
+            store = "";
+        for (size_t i = 0; i < cfg->n_secret_scopes; i++)
+            if (strcmp(cfg->secret_scopes[i].store, store) == 0)
+                return fail(err, origin, NULL, "\"%s\" storeName is repeated in secrets configuration", store);
+        if (access && *access && strcasecmp(access, "allow") != 0 && strcasecmp(access, "deny") != 0)
+            return fail(err, origin, NULL, "spec.secrets.scopes[%zu]: defaultAccess \"%s\" can be either allow or deny",
+                        idx, access);
+        cfg->secret_scopes = xrealloc(cfg->secret_scopes, (cfg->n_secret_scopes + 1) * sizeof *cfg->secret_scopes);
+        secret_scope *sc = &cfg->secret_scopes[cfg->n_secret_scopes++];
+        memset(sc, 0, sizeof *sc);
+        sc->store = xstrdup(store);
+        sc->default_deny = access && strcasecmp(access, "deny") == 0;
+        char field[64];
+        snprintf(field, sizeof field, "spec.secrets.scopes[%zu].allowedSecrets", idx);
+        if (parse_string_list(doc, map_get(doc, item, "allowedSecrets"), origin, field, &sc->allowed,
+                              &sc->n_allowed, err) != 0)
+            return -1;
+        snprintf(field, sizeof field, "spec.secrets.scopes[%zu].deniedSecrets", idx);
+        if (parse_string_list(doc, map_get(doc, item, "deniedSecrets"), origin, field, &sc->denied,
+                              &sc->n_denied, err) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const char *origin,
                                configuration *cfg, char **err)
 {
     const char *name = scalar(map_get(doc, map_get(doc, root, "metadata"), "name"));
     free(cfg->name);
     cfg->name = xstrdup(name ? name : "");
+    if (parse_secret_scopes(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
+        return -1;
     yaml_node_t *nr = map_get(doc, map_get(doc, root, "spec"), "nameResolution");
     if (!nr)
         return 0;

@@ -48,6 +48,8 @@ typedef struct subscription_spec {
     manifest_meta *meta; /* spec.metadata (name/value) */
     size_t n_meta;
     int bulk_enabled;    /* spec.bulkSubscribe.enabled */
+    long long bulk_max_count;    /* spec.bulkSubscribe.maxMessagesCount, 0 = default */
+    long long bulk_max_await_ms; /* spec.bulkSubscribe.maxAwaitDurationMs, 0 = default */
 } subscription_spec;
 
 /* Everything read from the resources folders: Components, and the
@@ -74,9 +76,22 @@ int manifest_load_string(const char *yaml, size_t len, const char *origin,
 
 void component_list_free(component_list *list);
 
+/* One entry of spec.secrets.scopes: which secrets the app may read from
+ * one secret store through the secrets API. */
+typedef struct secret_scope {
+    char *store;               /* storeName */
+    int default_deny;          /* defaultAccess: deny (default allow) */
+    char **allowed;            /* allowedSecrets */
+    size_t n_allowed;
+    char **denied;             /* deniedSecrets */
+    size_t n_denied;
+} secret_scope;
+
 /* What daprd uses of a Configuration manifest (--config). */
 typedef struct configuration {
     char *name;                /* metadata.name */
+    secret_scope *secret_scopes; /* spec.secrets.scopes */
+    size_t n_secret_scopes;
     char *nr_component;        /* spec.nameResolution.component ("sqlite"), or NULL */
     char *nr_version;          /* spec.nameResolution.version, or NULL */
     manifest_meta *nr_meta;    /* spec.nameResolution.configuration, flattened */

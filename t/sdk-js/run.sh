@@ -59,11 +59,21 @@ case ":$DAPR_TEST_PLUGINS_PATH:" in
     *nameresolution-sqlite*) ;;
     *) DAPR_TEST_PLUGINS_PATH=$DAPR_TEST_PLUGINS_PATH:$builddir/plugins/nameresolution-sqlite/.libs ;;
 esac
+# secrets.test.mjs needs secretstores.local.file: the same rule.
+case ":$DAPR_TEST_PLUGINS_PATH:" in
+    *secretstore-localfile*) ;;
+    *) DAPR_TEST_PLUGINS_PATH=$DAPR_TEST_PLUGINS_PATH:$builddir/plugins/secretstore-localfile/.libs ;;
+esac
+# pubsub.test.mjs needs the in-memory broker: add this tree's likewise.
+case ":$DAPR_TEST_PLUGINS_PATH:" in
+    *pubsub-memory*) ;;
+    *) DAPR_TEST_PLUGINS_PATH=$DAPR_TEST_PLUGINS_PATH:$builddir/plugins/pubsub-memory/.libs ;;
+esac
 export DAPRD DAPR_TEST_PLUGINS_PATH
 
 # ES modules ignore NODE_PATH: the test files run from the cache folder so
 # that `@dapr/dapr` resolves to its node_modules.
-tests="state.test.mjs invoke.test.mjs"
+tests="state.test.mjs invoke.test.mjs secrets.test.mjs pubsub.test.mjs"
 for t in $tests; do
     cp "$here/$t" "$cache/$t" || exit 1
     chmod u+w "$cache/$t"
