@@ -287,6 +287,14 @@ check "RETRY: redelivered by the plugin and acked at last (app saw id 3 ${n3:-0}
     eval '[ "${n3:-0}" -ge 5 ]'
 for _ in $(seq 100); do [ "$(pcli XPENDING orders myapp | head -1)" = 0 ] && break; sleep 0.05; done
 check "nothing pending after the final 200" [ "$(pcli XPENDING orders myapp | head -1)" = 0 ]
+# The group disappears under a running reader (as after a server restart
+# without persistence): it is created again, from the stream's start (so
+# ids 1-3 come again too, as with Dapr), and id 4 arrives.
+pcli XGROUP DESTROY orders myapp >/dev/null
+code=$(publish "$d1" redis-pubsub orders '{"id":4}')
+for _ in $(seq 200); do delivered_ids "$a1" | grep -q '^4 ' && break; sleep 0.05; done
+check "consumer group deleted under the reader: recreated (NOGROUP), id 4 delivered" \
+    eval 'delivered_ids "$a1" | grep -qx "4 1" && grep -q "creating it again" "$tmp/daprd1.log"'
 check "the password is not in daprd's log" eval '! grep -q "$secret" "$tmp/daprd1.log"'
 kill -TERM "$dpid" 2>/dev/null
 wait "$dpid"
