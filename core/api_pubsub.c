@@ -34,12 +34,14 @@ static void pubsub_error(api_call *c, int status, const char *code, const char *
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     json_t *meta = json_pack("{s:s}", "appID", rt.app_id);
-    if (topic && json_string(topic))
-        json_object_set_new(meta, "topic", json_string(topic));
+    json_t *t = topic ? json_string(topic) : NULL; /* NULL: not valid UTF-8 */
+    if (t)
+        json_object_set_new(meta, "topic", t);
     json_t *details = json_pack("[o]", error_info(reason, meta));
     if (resource) {
         json_t *ri = resource_info("pubsub", pubsub);
-        json_object_set_new(ri, "description", json_string(msg) ? json_string(msg) : json_string(""));
+        json_t *desc = json_string(msg);
+        json_object_set_new(ri, "description", desc ? desc : json_string(""));
         json_array_append_new(details, ri);
     }
     api_reply_error_details(c, status, code, details, "%s", msg);

@@ -26,9 +26,12 @@
 
 #define SCOPE "dapr.runtime.http-client"
 
+struct inflight;
+
 struct pooled_conn {
     struct evhttp_connection *evcon;
     int busy;
+    struct inflight *current; /* the request on it, so freeing can answer it */
 };
 
 struct pending {
@@ -164,6 +167,7 @@ static void on_done(struct evhttp_request *req, void *arg)
     struct pooled_conn *conn = &pool->conns[f->conn_index];
     int status = req ? evhttp_request_get_response_code(req) : 0;
     pool->active--;
+    conn->current = NULL;
 
     if (status == 0) {
         /* No answer: retire the connection. */
@@ -236,11 +240,13 @@ static void start(http_pool *pool, size_t idx, struct pending *p)
         evbuffer_add(evhttp_request_get_output_buffer(req), evbuffer_pullup(p->body, -1), len);
     }
     conn->busy = 1;
+    conn->current = f;
     pool->active++;
     if (evhttp_make_request(conn->evcon, req, p->method, p->uri) != 0) {
         /* evhttp freed req and called nothing. */
         pool->active--;
         conn->busy = 0;
+        conn->current = NULL;
         free(f);
         http_response r = {.status = 0, .error = "cannot send the request"};
         p->cb(p->arg, &r);
@@ -304,9 +310,24 @@ void http_pool_free(http_pool *pool)
 {
     if (!pool)
         return;
-    for (size_t i = 0; i < pool->max_conns; i++)
-        if (pool->conns[i].evcon)
-            evhttp_connection_free(pool->conns[i].evcon);
+    for (size_t i = 0; i < pool->max_conns; i++) {
+        if (!pool->conns[i].evcon)
+            continue;
+        /* evhttp frees a connection's request without calling back: answer
+         * it here, or its caller (a pub/sub delivery waiting for the app, a
+         * probe) would never complete and leak. */
+        struct inflight *f = pool->conns[i].current;
+        pool->conns[i].current = NULL;
+        evhttp_connection_free(pool->conns[i].evcon);
+        pool->conns[i].evcon = NULL;
+        if (f) {
+            pool->active--;
+            http_response r = {.status = 0, .error = "shutting down"};
+            f->p->cb(f->p->arg, &r);
+            pending_free(f->p);
+            free(f);
+        }
+    }
     while (pool->wait_head) {
         struct pending *p = pool->wait_head;
         pool->wait_head = p->next;

@@ -552,7 +552,8 @@ static int header_name_ok(const char *n)
 
 static int header_value_ok(const char *v)
 {
-    for (const char *p = v; *p; p++)
+    /* Control characters are refused; bytes >= 0x80 (obs-text) are not. */
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
         if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
             return 0;
     return 1;

@@ -7,7 +7,7 @@ import base64
 import json
 import re
 
-from conftest import memory_pubsub, settle, sub
+from conftest import memory_pubsub, settle, sub, wait_for
 from test_subscribe import subscription
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
@@ -37,7 +37,7 @@ def test_bulk_format_and_batches(world):
     a.rules([{"bulk": {"*": "SUCCESS"}}])
     d = world.daprd("app1", a)
     publish_many(d, 12)
-    got = a.wait_deliveries(3, "/bulk")
+    a.wait_deliveries(3, "/bulk")
     settle(lambda: len(entries_of(a.deliveries("/bulk"))) == 12, 0.5)
     batches = a.deliveries("/bulk")
     assert all(len(x.json()["entries"]) <= 5 for x in batches)
@@ -84,11 +84,11 @@ def test_bulk_per_entry_statuses(world):
     d = world.daprd("app1", a)
     publish_many(d, 6)
     a.wait_deliveries(1, "/dl")
-    wait = lambda: sorted(x["event"]["data"]["i"] for x in entries_of(a.deliveries("/bulk")))
-    settle_until = [0, 1, 1, 2, 3, 3, 4, 4, 5]
-    from conftest import wait_for
-    wait_for(lambda: wait() == settle_until, 10, lambda: "entries seen: %r" % wait())
-    settle(lambda: wait() == settle_until, 0.6)
+    def seen():
+        return sorted(x["event"]["data"]["i"] for x in entries_of(a.deliveries("/bulk")))
+    want = [0, 1, 1, 2, 3, 3, 4, 4, 5]
+    wait_for(lambda: seen() == want, 10, lambda: "entries seen: %r" % seen())
+    settle(lambda: seen() == want, 0.6)
     dl = a.deliveries("/dl")
     assert len(dl) == 1 and dl[0].json()["data"] == {"i": 2}
 
@@ -110,7 +110,6 @@ def test_bulk_whole_batch_answers(world):
     # 404: every entry dropped, never redelivered.
     a.wait_deliveries(1, "/b404")
     # 500: every entry retried once.
-    from conftest import wait_for
     wait_for(lambda: len(entries_of(a.deliveries("/b500"))) == 6, 10, "500 batch not retried")
     # 2xx with a body that is not a statuses answer: retried.
     wait_for(lambda: len(entries_of(a.deliveries("/bbad"))) == 9, 10, "bad answers not retried")
@@ -126,7 +125,6 @@ def test_bulk_routes_split_batches(world):
     a.rules([{"bulk": {"*": "SUCCESS"}}])
     d = world.daprd("app1", a)
     publish_many(d, 10)
-    from conftest import wait_for
     wait_for(lambda: len(entries_of(a.deliveries("/even"))) == 5 and len(entries_of(a.deliveries("/odd"))) == 5,
              10, "entries not split by route")
     assert sorted(x["event"]["data"]["i"] for x in entries_of(a.deliveries("/even"))) == [0, 2, 4, 6, 8]
@@ -140,7 +138,6 @@ def test_bulk_raw_payload(world):
     assert d.publish("raw", body=b"\x00\x01", content_type="application/octet-stream",
                      metadata={"rawPayload": "true"}).status == 204
     assert d.publish("raw", json_body={"x": 1}).status == 204
-    from conftest import wait_for
     wait_for(lambda: len(entries_of(a.deliveries("/raw"))) == 2, 5, "raw entries")
     es = entries_of(a.deliveries("/raw"))
     assert base64.b64decode(es[0]["event"]) == b"\x00\x01"
@@ -155,7 +152,6 @@ def test_bulk_declarative(world):
     d = world.daprd("app1", a, docs=[memory_pubsub(), subscription(
         "b", "orders", default="/bulk", bulk={"enabled": True, "maxMessagesCount": 4, "maxAwaitDurationMs": 300})])
     publish_many(d, 8)
-    from conftest import wait_for
     wait_for(lambda: len(entries_of(a.deliveries("/bulk"))) == 8, 10, "bulk entries")
     assert all(len(x.json()["entries"]) <= 4 for x in a.deliveries("/bulk"))
     assert len(a.deliveries("/bulk")) >= 2
@@ -178,7 +174,6 @@ def test_bulk_with_max_concurrency_1_keeps_order(world):
     a.rules([{"bulk": {"*": "SUCCESS"}, "delay_ms": 20}])
     d = world.daprd("app1", a, args=["--app-max-concurrency", "1"])
     publish_many(d, 20)
-    from conftest import wait_for
     wait_for(lambda: len(entries_of(a.deliveries("/bulk"))) == 20, 10, "bulk entries")
     assert [x["event"]["data"]["i"] for x in entries_of(a.deliveries("/bulk"))] == list(range(20))
     assert a.stats()["max_concurrent"] == 1

@@ -11,7 +11,6 @@ redis-server is not installed.
 import os
 import shutil
 import socket
-import subprocess
 import time
 
 import pytest
