@@ -30,6 +30,7 @@
  * Threading: the host calls us on several worker threads at once.  A
  * hiredis context is not thread-safe, so we keep a small pool of
  * connections; an operation takes one, uses it alone and gives it back.
+ * Operations that find none idle wait in arrival order (pool_give).
  * Connections are opened lazily.  A connection that fails (EOF, I/O error,
  * timeout) is closed and every idle connection opened before the failure
  * is dropped too (they most likely point at the same dead server), so the
@@ -146,6 +147,13 @@ typedef struct rconn {
     unsigned gen;        /* store generation when opened */
 } rconn;
 
+/* An operation waiting for a connection, in the pool's FIFO of waiters. */
+typedef struct pool_waiter {
+    pthread_cond_t cond;
+    int idx;             /* the connection handed to us; -1 while waiting */
+    struct pool_waiter *next;
+} pool_waiter;
+
 typedef struct redis_store {
     dapr_host *host;
     const dapr_host_api *api;
@@ -164,7 +172,7 @@ typedef struct redis_store {
     char sha[SCRIPT_COUNT][48];
 
     pthread_mutex_t lock;     /* guards the pool below */
-    pthread_cond_t cond;
+    pool_waiter *wait_head, *wait_tail;
     rconn *conns;
     int *free_idx;            /* stack of idle connection indexes */
     int n_free;
@@ -460,13 +468,49 @@ static int conn_open(redis_store *s, rconn *c, op_status *st)
     return conn_setup(s, c, st);
 }
 
+/*
+ * Give a connection back: straight to the oldest waiter if there is one.
+ * Merely pushing it on the idle stack and signalling let the thread that
+ * just gave it back, already on to its next operation, take it again
+ * before the woken waiter ran: with fewer connections than host workers
+ * most wake-ups found nothing and some operations waited through dozens
+ * of turns (a latency tail).
+ */
+static void pool_give(redis_store *s, rconn *c)
+{
+    pthread_mutex_lock(&s->lock);
+    pool_waiter *w = s->wait_head;
+    if (w) {
+        s->wait_head = w->next;
+        if (!s->wait_head) s->wait_tail = NULL;
+        w->idx = (int)(c - s->conns);
+        pthread_cond_signal(&w->cond);
+    } else {
+        s->free_idx[s->n_free++] = (int)(c - s->conns);
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 /* Take an idle connection, connecting it if needed.  Sets *fresh when it
  * was opened now.  NULL with st filled when the connect failed. */
 static rconn *pool_take(redis_store *s, int *fresh, op_status *st)
 {
     pthread_mutex_lock(&s->lock);
-    while (s->n_free == 0) pthread_cond_wait(&s->cond, &s->lock);
-    rconn *c = &s->conns[s->free_idx[--s->n_free]];
+    int idx;
+    if (s->n_free > 0) {
+        idx = s->free_idx[--s->n_free];
+    } else {
+        /* pool_give hands the next free connection to the oldest waiter,
+         * so idle connections and waiters never coexist. */
+        pool_waiter w = {.idx = -1, .next = NULL};
+        pthread_cond_init(&w.cond, NULL);
+        if (s->wait_tail) s->wait_tail->next = &w; else s->wait_head = &w;
+        s->wait_tail = &w;
+        while (w.idx < 0) pthread_cond_wait(&w.cond, &s->lock);
+        pthread_cond_destroy(&w.cond);
+        idx = w.idx;
+    }
+    rconn *c = &s->conns[idx];
     unsigned gen = s->gen;
     pthread_mutex_unlock(&s->lock);
 
@@ -478,23 +522,12 @@ static rconn *pool_take(redis_store *s, int *fresh, op_status *st)
     if (c->ctx == NULL) {
         c->gen = gen;
         if (conn_open(s, c, st) != 0) {
-            pthread_mutex_lock(&s->lock);
-            s->free_idx[s->n_free++] = (int)(c - s->conns);
-            pthread_cond_signal(&s->cond);
-            pthread_mutex_unlock(&s->lock);
+            pool_give(s, c);
             return NULL;
         }
         *fresh = 1;
     }
     return c;
-}
-
-static void pool_give(redis_store *s, rconn *c)
-{
-    pthread_mutex_lock(&s->lock);
-    s->free_idx[s->n_free++] = (int)(c - s->conns);
-    pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->lock);
 }
 
 static int is_noscript(const redisReply *r)
@@ -862,7 +895,6 @@ static void store_free(redis_store *s)
         if (s->conns[i].ctx) redisFree(s->conns[i].ctx);
     free(s->conns);
     free(s->free_idx);
-    pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
@@ -950,7 +982,6 @@ static dapr_status st_init(dapr_host *host, const dapr_host_api *api, void **ins
     s->host = host;
     s->api = api;
     pthread_mutex_init(&s->lock, NULL);
-    pthread_cond_init(&s->cond, NULL);
 
     const char *h = meta(s, "redisHost");
     if (h == NULL) {
