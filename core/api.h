@@ -20,6 +20,9 @@ void api_bulk_publish(api_call *c, size_t pubsub_seg);
 void api_secrets_get(api_call *c, const char *store, const char *key);
 void api_secrets_bulk_get(api_call *c, const char *store);
 
+/* api_bindings.c: POST|PUT /v1.0/bindings/{name} */
+void api_bindings_invoke(api_call *c, const char *name);
+
 /* api_metadata.c: metadata, health and shutdown */
 void api_healthz(api_call *c);
 void api_healthz_outbound(api_call *c);

@@ -35,15 +35,35 @@ void api_healthz_outbound(api_call *c)
     api_reply_empty(c, 204);
 }
 
+static int is_binding(const component *c)
+{
+    return c->kind == DAPR_KIND_INPUT_BINDING || c->kind == DAPR_KIND_OUTPUT_BINDING;
+}
+
 static json_t *components_json(void)
 {
     json_t *arr = json_array();
     for (size_t i = 0; i < components_count(); i++) {
         component *comp = component_at(i);
+        /* A binding used in both directions is two instances but one
+         * component: listed once, with both capabilities (as Dapr). */
+        component *twin = NULL;
+        int listed = 0;
+        for (size_t k = 0; k < components_count() && is_binding(comp); k++) {
+            component *o = component_at(k);
+            if (k != i && is_binding(o) && strcmp(o->name, comp->name) == 0) {
+                if (k < i) listed = 1;
+                else twin = o;
+            }
+        }
+        if (listed)
+            continue;
         json_t *o = json_pack("{s:s, s:s, s:s}", "name", comp->name, "type", comp->type, "version",
                               comp->version);
         const char *caps[16];
         size_t n = component_capabilities(comp, caps, 16);
+        if (twin)
+            n += component_capabilities(twin, caps + n, 16 - n);
         if (n) {
             json_t *ca = json_array();
             for (size_t k = 0; k < n; k++)

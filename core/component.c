@@ -5,6 +5,7 @@
  */
 #include "config.h"
 #include "component.h"
+#include "bindings.h"
 #include "log.h"
 #include "loop.h"
 #include "plugin_loader.h"
@@ -14,6 +15,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <openssl/crypto.h>
 #include <event2/event.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -333,6 +335,11 @@ static void *init_thread(void *arg)
     void *inst = NULL;
     char err[512] = "";
     dapr_status st = j->comp->def->init(&j->comp->host, &the_host_api, &inst, err, sizeof err);
+    /* An init may have used OpenSSL on this thread (libcurl, libpq, ...):
+     * free its per-thread state now.  Left to the thread-exit destructor,
+     * it races daprd's exit when start-up fails right after, and
+     * LeakSanitizer reports it. */
+    OPENSSL_thread_stop();
     pthread_mutex_lock(&j->lock);
     j->status = st;
     j->instance = inst;
@@ -411,10 +418,13 @@ static void component_free(component *c)
     free(c);
 }
 
-/* Build and initialise one component.  Returns it, or NULL with err. */
-static component *component_create(const component_spec *s, const char *app_id, char *err, size_t errlen)
+/* Build and initialise one component; want_kind 0 means the kind of the
+ * type's category (a binding direction otherwise).  Returns it, or NULL
+ * with err. */
+static component *component_create(const component_spec *s, dapr_component_kind want_kind, const char *app_id,
+                                   char *err, size_t errlen)
 {
-    dapr_component_kind kind = kind_of_type_name(s->type);
+    dapr_component_kind kind = want_kind ? want_kind : kind_of_type_name(s->type);
     if (!kind) {
         snprintf(err, errlen, "spec.type '%s' has an unknown category", s->type);
         return NULL;
@@ -486,7 +496,8 @@ static component *component_create(const component_spec *s, const char *app_id, 
         component_free(c);
         return NULL;
     }
-    log_info(SCOPE, "component loaded: %s (%s/%s) from %s in %lld ms", c->name, c->type, c->version,
+    log_info(SCOPE, "component loaded: %s (%s/%s%s) from %s in %lld ms", c->name, c->type, c->version,
+             c->kind == DAPR_KIND_INPUT_BINDING ? ", input" : c->kind == DAPR_KIND_OUTPUT_BINDING ? ", output" : "",
              file, (long long)(now_monotonic_ms() - t0));
     return c;
 }
@@ -494,7 +505,7 @@ static component *component_create(const component_spec *s, const char *app_id, 
 component *component_new_standalone(const component_spec *s, const char *app_id, char *err,
                                     size_t errlen)
 {
-    return component_create(s, app_id ? app_id : "", err, errlen);
+    return component_create(s, 0, app_id ? app_id : "", err, errlen);
 }
 
 void component_destroy(component *c)
@@ -554,13 +565,22 @@ int components_init_all(const component_list *specs, const char *app_id)
     size_t *order = init_order(specs);
     for (size_t oi = 0; oi < specs->n; oi++) {
         const component_spec *s = &specs->items[order[oi]];
+        /* A bindings manifest makes one instance per direction in use. */
+        dapr_component_kind kinds[2] = {0, 0};
+        size_t n_kinds = 1;
+        if (kind_of_type_name(s->type) == DAPR_KIND_OUTPUT_BINDING)
+            n_kinds = bindings_kinds_of_spec(s, kinds);
         char err[768] = "";
-        component *c = component_create(s, app_id_value, err, sizeof err);
-        if (c) {
+        component *c = NULL;
+        for (size_t ki = 0; ki < n_kinds; ki++) {
+            c = component_create(s, kinds[ki], app_id_value, err, sizeof err);
+            if (!c)
+                break;
             comps = xrealloc(comps, (n_comps + 1) * sizeof *comps);
             comps[n_comps++] = c;
-            continue;
         }
+        if (c || n_kinds == 0)
+            continue;
         if (s->ignore_errors) {
             log_warn(SCOPE, "%s: component '%s' (%s) failed to initialise and is skipped (ignoreErrors): %s",
                      s->file, s->name, s->type, err);

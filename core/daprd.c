@@ -10,6 +10,7 @@
 #include "config.h"
 #include "api.h"
 #include "app_channel.h"
+#include "bindings.h"
 #include "component.h"
 #include "http_api.h"
 #include "log.h"
@@ -65,6 +66,7 @@ struct options {
     int64_t app_health_interval_ms;
     int64_t app_health_timeout_ms;
     int app_health_threshold;
+    int64_t binding_options_timeout_ms;
 };
 
 static struct options opt = {
@@ -81,6 +83,7 @@ static struct options opt = {
     .app_health_interval_ms = 5000,
     .app_health_timeout_ms = 500,
     .app_health_threshold = 3,
+    .binding_options_timeout_ms = 3000,
 };
 
 static const char embedded_components[] =
@@ -124,6 +127,8 @@ static void usage(FILE *out)
             "  --app-health-probe-interval S    seconds between probes (default 5)\n"
             "  --app-health-probe-timeout MS    probe timeout in milliseconds (default 500)\n"
             "  --app-health-threshold N         failures before unhealthy (default 3)\n"
+            "  --app-binding-options-timeout D  wait for the app's answer to the input binding\n"
+            "                                   OPTIONS probe (default 3s)\n"
             "  --dapr-internal-grpc-port PORT   sidecar-to-sidecar port (HTTP/1.1 here; default: a\n"
             "                                   free port); alias --dapr-internal-http-port\n"
             "  --dapr-http-port PORT            HTTP API port (default 3500)\n"
@@ -184,7 +189,8 @@ enum {
     OPT_CONFIG, OPT_PLUGINS, OPT_LOG_LEVEL, OPT_LOG_JSON, OPT_MAX_BODY, OPT_MAX_REQ_MB,
     OPT_GRACEFUL, OPT_WORKERS, OPT_VERSION, OPT_HELP, OPT_IGNORED, OPT_IGNORED_BOOL,
     OPT_INTERNAL_PORT, OPT_APP_PROTOCOL, OPT_APP_ADDRESS, OPT_APP_MAX_CONC, OPT_HEALTH_CHECK,
-    OPT_HEALTH_PATH, OPT_HEALTH_INTERVAL, OPT_HEALTH_TIMEOUT, OPT_HEALTH_THRESHOLD
+    OPT_HEALTH_PATH, OPT_HEALTH_INTERVAL, OPT_HEALTH_TIMEOUT, OPT_HEALTH_THRESHOLD,
+    OPT_BINDING_OPTIONS_TIMEOUT
 };
 
 static int parse_options(int argc, char **argv)
@@ -216,6 +222,7 @@ static int parse_options(int argc, char **argv)
         {"app-health-probe-interval", required_argument, NULL, OPT_HEALTH_INTERVAL},
         {"app-health-probe-timeout", required_argument, NULL, OPT_HEALTH_TIMEOUT},
         {"app-health-threshold", required_argument, NULL, OPT_HEALTH_THRESHOLD},
+        {"app-binding-options-timeout", required_argument, NULL, OPT_BINDING_OPTIONS_TIMEOUT},
         /* Dapr flags accepted now and used by later building blocks. */
         {"dapr-grpc-port", required_argument, NULL, OPT_IGNORED},
         {"metrics-port", required_argument, NULL, OPT_IGNORED},
@@ -316,6 +323,13 @@ static int parse_options(int argc, char **argv)
             }
             opt.app_health_threshold = (int)n;
             break;
+        case OPT_BINDING_OPTIONS_TIMEOUT:
+            if (parse_duration_ms(optarg, &opt.binding_options_timeout_ms) != 0 ||
+                opt.binding_options_timeout_ms <= 0) {
+                fprintf(stderr, "daprd: --app-binding-options-timeout: '%s' is not a duration such as 3s\n", optarg);
+                return -1;
+            }
+            break;
         case OPT_IGNORED: break;
         case OPT_IGNORED_BOOL: if (bool_arg(argv[optind - 1], optarg, &b)) return -1; break;
         default:
@@ -410,7 +424,7 @@ static int64_t shutdown_deadline;
 
 static int all_idle(void)
 {
-    if (http_api_inflight() > 0 || pubsub_inflight() > 0)
+    if (http_api_inflight() > 0 || pubsub_inflight() > 0 || bindings_inflight() > 0)
         return 0;
     for (size_t i = 0; i < components_count(); i++)
         if (atomic_load(&component_at(i)->inflight) > 0)
@@ -453,6 +467,7 @@ static void request_shutdown(int force)
 #endif
     http_api_stop_accepting();
     pubsub_stop();
+    bindings_stop();
     shutdown_deadline = now_monotonic_ms() + opt.graceful_ms;
     struct timeval tv = {0, 20000};
     drain_timer = event_new(loop_base(), -1, EV_PERSIST, drain_check, NULL);
@@ -494,14 +509,21 @@ static void notify_ready(void)
 static int64_t init_started;
 
 static void on_subscribed(void);
+static void on_bindings_started(void);
 
-/* The app listens: subscribe (Dapr's start-up order), then ready. */
+/* The app listens: subscribe, start the input bindings (Dapr's start-up
+ * order), then ready. */
 static void on_app_ready(void)
 {
     pubsub_start(on_subscribed);
 }
 
 static void on_subscribed(void)
+{
+    bindings_start(opt.binding_options_timeout_ms, on_bindings_started);
+}
+
+static void on_bindings_started(void)
 {
     rt.ready = 1;
     log_info(SCOPE, "dapr initialized. Status: Running. Init Elapsed %lldms",
@@ -548,6 +570,7 @@ static void teardown(void)
     api_invoke_free();
     http_api_free();
     nameres_shutdown();
+    bindings_free();
     pubsub_free();
     components_close_all();
     secrets_free();

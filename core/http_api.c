@@ -260,6 +260,10 @@ static int route(api_call *c)
             api_secrets_get(c, c->seg[2], c->seg[3]);
         return 1;
     }
+    if (v1 && seg_is(c, 1, "bindings") && c->n_seg == 3 && is_write(c)) {
+        api_bindings_invoke(c, c->seg[2]);
+        return 1;
+    }
     if (v1 && seg_is(c, 1, "state")) {
         if (c->n_seg == 3 && is_write(c)) { api_state_save(c, c->seg[2]); return 1; }
         if (c->n_seg == 4 && is_write(c) && seg_is(c, 3, "bulk")) { api_state_bulk_get(c, c->seg[2]); return 1; }

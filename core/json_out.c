@@ -45,7 +45,24 @@ static void put_real(struct buf *b, double x)
         /* %g chose exponent form where Go writes plain digits. */
         int exp10 = (int)floor(log10(ax));
         int decimals = prec - 1 - exp10;
-        snprintf(tmp, sizeof tmp, "%.*f", decimals > 0 ? decimals : 0, x);
+        if (decimals < 0) {
+            /* More integer digits than the shortest form has: Go writes
+             * those digits and then zeros (1.2345678901234567e19 is
+             * "12345678901234567000"), where %.0f would print the exact
+             * binary value ("...67168"). */
+            char e[64];
+            snprintf(e, sizeof e, "%.*e", prec - 1, x);
+            size_t k = 0;
+            for (const char *p = e; *p && *p != 'e'; p++)
+                if (*p != '.')
+                    tmp[k++] = *p;
+            int zeros = atoi(strchr(e, 'e') + 1) - (prec - 1);
+            while (zeros-- > 0 && k + 1 < sizeof tmp)
+                tmp[k++] = '0';
+            tmp[k] = '\0';
+        } else {
+            snprintf(tmp, sizeof tmp, "%.*f", decimals, x);
+        }
         if (strchr(tmp, '.')) {
             size_t n = strlen(tmp);
             while (tmp[n - 1] == '0') tmp[--n] = '\0';

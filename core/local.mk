@@ -3,6 +3,7 @@
 noinst_LTLIBRARIES += core/libdaprcore.la
 core_libdaprcore_la_SOURCES = \
 	core/api.h \
+	core/api_bindings.c \
 	core/api_invoke.c \
 	core/api_metadata.c \
 	core/api_pubsub.c \
@@ -10,6 +11,7 @@ core_libdaprcore_la_SOURCES = \
 	core/api_state.c \
 	core/cel.c core/cel.h \
 	core/app_channel.c core/app_channel.h \
+	core/bindings.c core/bindings.h \
 	core/cloudevent.c core/cloudevent.h \
 	core/http_client.c core/http_client.h \
 	core/nameres.c core/nameres.h \

@@ -17,3 +17,4 @@ include t/pubsub-redis/local.mk
 include t/jetstream/local.mk
 include t/kafka/local.mk
 include t/secrets/local.mk
+include t/bindings/local.mk

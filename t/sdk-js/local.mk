@@ -9,6 +9,7 @@ EXTRA_DIST += t/sdk-js/run.sh \
 	t/sdk-js/invoke.test.mjs \
 	t/sdk-js/pubsub.test.mjs \
 	t/sdk-js/secrets.test.mjs \
+	t/sdk-js/bindings.test.mjs \
 	t/sdk-js/package.json \
 	t/sdk-js/package-lock.json
 

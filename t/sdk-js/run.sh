@@ -69,11 +69,16 @@ case ":$DAPR_TEST_PLUGINS_PATH:" in
     *pubsub-memory*) ;;
     *) DAPR_TEST_PLUGINS_PATH=$DAPR_TEST_PLUGINS_PATH:$builddir/plugins/pubsub-memory/.libs ;;
 esac
+# bindings.test.mjs needs bindings.localstorage: the same rule.
+case ":$DAPR_TEST_PLUGINS_PATH:" in
+    *bindings-localstorage*) ;;
+    *) DAPR_TEST_PLUGINS_PATH=$DAPR_TEST_PLUGINS_PATH:$builddir/plugins/bindings-localstorage/.libs ;;
+esac
 export DAPRD DAPR_TEST_PLUGINS_PATH
 
 # ES modules ignore NODE_PATH: the test files run from the cache folder so
 # that `@dapr/dapr` resolves to its node_modules.
-tests="state.test.mjs invoke.test.mjs secrets.test.mjs pubsub.test.mjs"
+tests="state.test.mjs invoke.test.mjs secrets.test.mjs pubsub.test.mjs bindings.test.mjs"
 for t in $tests; do
     cp "$here/$t" "$cache/$t" || exit 1
     chmod u+w "$cache/$t"
