@@ -1,16 +1,19 @@
 """At-least-once across a sidecar killed with SIGKILL (reference §3.5,
-ARCHITECTURE "Reliability rules"): with a durable broker (pubsub.redis on a
-real redis-server), messages handed to a daprd that dies before the app
-answered are redelivered once a daprd for the same app is back; every
-message id arrives at least once.
+ARCHITECTURE "Reliability rules"): with a durable broker, messages handed
+to a daprd that dies before the app answered are redelivered once a daprd
+for the same app is back; every message id arrives at least once.  Run
+over each durable broker plugin on a real peer: pubsub.redis (redis-server),
+pubsub.jetstream (nats-server -js) and pubsub.kafka (librdkafka's mock
+cluster, t/kafka/mock-cluster).
 
-Skipped (with the reason) when pubsub-redis.so was not built or
-redis-server is not installed.
+Each case is skipped (with the reason) when its plugin was not built or
+its server is not installed.
 """
 
 import os
 import shutil
 import socket
+import subprocess
 import time
 
 import pytest
@@ -20,11 +23,26 @@ from conftest import Proc, free_port, plugin_dirs, sub, wait_for
 N_MESSAGES = 200
 
 
-def redis_plugin_dir():
-    d = os.environ.get("DAPR_TEST_REDIS_PLUGIN", "")
-    if not d or not os.path.isfile(os.path.join(d, "pubsub-redis.so")):
-        pytest.skip("pubsub-redis.so not built (looked in %r): no durable broker to test with" % d)
+def plugin_dir(env, so):
+    d = os.environ.get(env, "")
+    if not d or not os.path.isfile(os.path.join(d, so)):
+        pytest.skip("%s not built (looked in %r): no durable broker to test with" % (so, d))
     return d
+
+
+def redis_plugin_dir():
+    return plugin_dir("DAPR_TEST_REDIS_PLUGIN", "pubsub-redis.so")
+
+
+def wait_port(proc, port, what):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and proc.alive():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
 
 
 class Redis(Proc):
@@ -55,6 +73,53 @@ class Redis(Proc):
             self.stop()
         pytest.fail("redis-server did not start\n" + self.logs(), pytrace=False)
 
+class Nats(Proc):
+    """nats-server with JetStream (file store in the test's folder) and
+    one stream capturing every subject: pubsub.jetstream, like Dapr's
+    component, never creates streams."""
+
+    def __init__(self, world):
+        super().__init__(world.path("nats"), "nats")
+        self.port = None
+
+    def start(self):
+        exe = shutil.which("nats-server")
+        if not exe:
+            pytest.skip("nats-server not installed (apt-get install nats-server)")
+        tool = os.environ.get("DAPR_TEST_JS_TOOL", "")
+        if not tool or not os.access(tool, os.X_OK):
+            pytest.skip("t/jetstream/js_tool not built (looked for %r)" % tool)
+        for _ in range(3):
+            self.port = free_port()
+            self._popen([exe, "-js", "-a", "127.0.0.1", "-p", str(self.port),
+                         "-sd", os.path.join(self.workdir, "store")], dict(os.environ))
+            if wait_port(self, self.port, "nats-server"):
+                subprocess.run([tool, "stream-add", "nats://127.0.0.1:%d" % self.port, "ALL", "*"],
+                               check=True, timeout=30)
+                return self
+            self.stop()
+        pytest.fail("nats-server did not start\n" + self.logs(), pytrace=False)
+
+
+class KafkaMock(Proc):
+    """librdkafka's mock Kafka cluster (3 brokers) through t/kafka/mock-cluster,
+    which prints its bootstrap list as its first line."""
+
+    def __init__(self, world):
+        super().__init__(world.path("kafka"), "kafka")
+        self.bootstrap = None
+
+    def start(self):
+        exe = os.environ.get("DAPR_TEST_KAFKA_MOCK", "")
+        if not exe or not os.access(exe, os.X_OK):
+            pytest.skip("t/kafka/mock-cluster not built (looked for %r)" % exe)
+        self._popen([exe, "--topic", "orders:4"], dict(os.environ), stdout_pipe=True)
+        line = self.proc.stdout.readline().decode().split()
+        if len(line) != 2 or line[0] != "BOOTSTRAP":
+            pytest.fail("mock-cluster did not start\n" + self.logs(), pytrace=False)
+        self.bootstrap = line[1]
+        return self
+
 
 def redis_pubsub(port):
     return """apiVersion: dapr.io/v1alpha1
@@ -76,12 +141,70 @@ spec:
 """ % port
 
 
-def test_sigkill_mid_delivery_loses_nothing(world):
-    plugin = redis_plugin_dir()
-    redis = Redis(world)
-    world.procs.append(redis)
-    redis.start()
-    resources = world.resources(redis_pubsub(redis.port))
+def jetstream_pubsub(port):
+    return """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.jetstream
+  version: v1
+  metadata:
+  - name: natsURL
+    value: "nats://127.0.0.1:%d"
+  - name: durableName
+    value: "subscriber"
+  - name: ackWait
+    value: "2s"
+""" % port
+
+
+def kafka_pubsub(bootstrap):
+    return """apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub
+spec:
+  type: pubsub.kafka
+  version: v1
+  metadata:
+  - name: brokers
+    value: "%s"
+  - name: authType
+    value: "none"
+  - name: consumerGroup
+    value: "subscriber"
+  - name: initialOffset
+    value: "oldest"
+  - name: sessionTimeout
+    value: "6s"
+  - name: heartbeatInterval
+    value: "1s"
+""" % bootstrap
+
+
+def start_broker(world, kind):
+    """(plugin folder, component manifest) for a durable broker on a real peer."""
+    if kind == "redis":
+        plugin = redis_plugin_dir()
+        redis = Redis(world)
+        world.procs.append(redis)
+        return plugin, redis_pubsub(redis.start().port)
+    if kind == "jetstream":
+        plugin = plugin_dir("DAPR_TEST_JETSTREAM_PLUGIN", "pubsub-jetstream.so")
+        nats = Nats(world)
+        world.procs.append(nats)
+        return plugin, jetstream_pubsub(nats.start().port)
+    plugin = plugin_dir("DAPR_TEST_KAFKA_PLUGIN", "pubsub-kafka.so")
+    kafka = KafkaMock(world)
+    world.procs.append(kafka)
+    return plugin, kafka_pubsub(kafka.start().bootstrap)
+
+
+@pytest.mark.parametrize("broker", ["redis", "jetstream", "kafka"])
+def test_sigkill_mid_delivery_loses_nothing(world, broker):
+    plugin, manifest = start_broker(world, broker)
+    resources = world.resources(manifest)
     app = world.app("app1", subscribe=[sub("orders", "/orders")])
     # A slow app: many messages are in flight when the sidecar dies.
     app.rules([{"delay_ms": 40}])
@@ -105,8 +228,8 @@ def test_sigkill_mid_delivery_loses_nothing(world):
              (len(want - set(ids())), N_MESSAGES, sorted(want - set(ids()))[:5]))
     got = ids()
     dup = len(got) - len(set(got))
-    print("\nSIGKILL test: %d messages, %d delivered before the kill, %d deliveries in all, "
-          "%d unique, %d redelivered duplicates" % (N_MESSAGES, before, len(got), len(set(got)), dup))
+    print("\nSIGKILL test (%s): %d messages, %d delivered before the kill, %d deliveries in all, "
+          "%d unique, %d redelivered duplicates" % (broker, N_MESSAGES, before, len(got), len(set(got)), dup))
     assert set(got) == want
     assert d2.alive()
 
