@@ -78,6 +78,19 @@ void api_add_header(api_call *c, const char *name, const char *value)
     evhttp_add_header(evhttp_request_get_output_headers(c->req), name, value);
 }
 
+/*
+ * Every answered call passes here once, just before its reply is sent
+ * (the request is still valid): the one place where observers of the API
+ * (metrics, tracing, API logging) see the call with its final status and
+ * response size.
+ */
+static void call_finished(api_call *c, int status, size_t response_bytes)
+{
+    (void)c;
+    (void)status;
+    (void)response_bytes;
+}
+
 void api_reply_raw(api_call *c, int status, const char *content_type, const void *data, size_t len)
 {
     struct evbuffer *out = evbuffer_new();
@@ -85,6 +98,7 @@ void api_reply_raw(api_call *c, int status, const char *content_type, const void
         evbuffer_add(out, data, len);
     if (content_type)
         api_add_header(c, "Content-Type", content_type);
+    call_finished(c, status, len);
     /* If the client went away, libevent frees the request here. */
     evhttp_send_reply(c->req, status, reason_phrase(status), out);
     evbuffer_free(out);
@@ -93,6 +107,7 @@ void api_reply_raw(api_call *c, int status, const char *content_type, const void
 
 void api_reply_buffer(api_call *c, int status, struct evbuffer *body)
 {
+    call_finished(c, status, body ? evbuffer_get_length(body) : 0);
     evhttp_send_reply(c->req, status, reason_phrase(status), body);
     call_free(c);
 }
@@ -342,6 +357,7 @@ static void handle_request(struct evhttp_request *req, void *unused)
     (void)unused;
     api_call *c = xcalloc(1, sizeof *c);
     inflight++;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->req = req;
     c->method = evhttp_request_get_command(req);
     TAILQ_INIT(&c->query);
@@ -398,6 +414,7 @@ static void handle_internal(struct evhttp_request *req, void *unused)
     (void)unused;
     api_call *c = xcalloc(1, sizeof *c);
     inflight++;
+    clock_gettime(CLOCK_MONOTONIC, &c->started);
     c->req = req;
     c->method = evhttp_request_get_command(req);
     c->internal = 1;

@@ -17,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <time.h>
 #include "kv_list.h"
 
 typedef struct api_call {
@@ -30,6 +31,7 @@ typedef struct api_call {
     kv_list metadata;      /* metadata.<name>=<value> query parameters */
     int internal;          /* arrived on the sidecar-to-sidecar port */
     int nul_in_path;       /* a segment decoded to a NUL byte (seg is cut there) */
+    struct timespec started; /* CLOCK_MONOTONIC when the request arrived */
 } api_call;
 
 /* Start listening on each address (comma list) at port.  Returns 0/-1. */
