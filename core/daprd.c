@@ -9,6 +9,7 @@
  */
 #include "config.h"
 #include "api.h"
+#include "api_logging.h"
 #include "app_channel.h"
 #include "bindings.h"
 #include "component.h"
@@ -67,12 +68,14 @@ struct options {
     int64_t app_health_timeout_ms;
     int app_health_threshold;
     int64_t binding_options_timeout_ms;
+    int api_logging;            /* --enable-api-logging: -1 unset (Configuration decides) */
 };
 
 static struct options opt = {
     .app_id = "",
     .http_port = 3500,
     .listen_addresses = "127.0.0.1",
+    .api_logging = -1,
     .log_level = "info",
     .max_body = 4u << 20,
     .graceful_ms = 5000,
@@ -139,6 +142,8 @@ static void usage(FILE *out)
             "  --plugins-dir DIR                folder of plugin .so files (repeatable;\n"
             "                                   also DAPR_PLUGINS_PATH; default %s)\n"
             "  --log-level LEVEL                debug, info, warn, error, fatal (default info)\n"
+            "                                   (SIGUSR1 steps it, SIGUSR2 restores it)\n"
+            "  --enable-api-logging             one info line per API call (scope dapr.runtime.http-info)\n"
             "  --log-as-json                    one JSON object per log line\n"
             "  --max-body-size SIZE             largest request body (default 4Mi)\n"
             "  --dapr-http-max-request-size MB  legacy form of --max-body-size\n"
@@ -190,7 +195,7 @@ enum {
     OPT_GRACEFUL, OPT_WORKERS, OPT_VERSION, OPT_HELP, OPT_IGNORED, OPT_IGNORED_BOOL,
     OPT_INTERNAL_PORT, OPT_APP_PROTOCOL, OPT_APP_ADDRESS, OPT_APP_MAX_CONC, OPT_HEALTH_CHECK,
     OPT_HEALTH_PATH, OPT_HEALTH_INTERVAL, OPT_HEALTH_TIMEOUT, OPT_HEALTH_THRESHOLD,
-    OPT_BINDING_OPTIONS_TIMEOUT
+    OPT_BINDING_OPTIONS_TIMEOUT, OPT_API_LOGGING
 };
 
 static int parse_options(int argc, char **argv)
@@ -232,7 +237,7 @@ static int parse_options(int argc, char **argv)
         {"read-buffer-size", required_argument, NULL, OPT_IGNORED},
         {"dapr-http-read-buffer-size", required_argument, NULL, OPT_IGNORED},
         {"enable-metrics", optional_argument, NULL, OPT_IGNORED_BOOL},
-        {"enable-api-logging", optional_argument, NULL, OPT_IGNORED_BOOL},
+        {"enable-api-logging", optional_argument, NULL, OPT_API_LOGGING},
         {NULL, 0, NULL, 0},
     };
     int c, b;
@@ -258,6 +263,7 @@ static int parse_options(int argc, char **argv)
             opt.log_level = optarg;
             break;
         case OPT_LOG_JSON: if (bool_arg("--log-as-json", optarg, &opt.log_as_json)) return -1; break;
+        case OPT_API_LOGGING: if (bool_arg("--enable-api-logging", optarg, &opt.api_logging)) return -1; break;
         case OPT_MAX_BODY:
             if (parse_quantity_bytes(optarg, &opt.max_body) != 0 || opt.max_body == 0) {
                 fprintf(stderr, "daprd: --max-body-size: '%s' is not a size such as 4Mi\n", optarg);
@@ -419,7 +425,7 @@ static int load_embedded_components(component_list *list, char **err)
 /* ---- shutdown ------------------------------------------------------------ */
 
 static struct event *drain_timer, *watchdog_timer, *force_timer;
-static struct event *sig_term, *sig_int;
+static struct event *sig_term, *sig_int, *sig_usr1, *sig_usr2;
 static int64_t shutdown_deadline;
 
 static int all_idle(void)
@@ -472,6 +478,23 @@ static void request_shutdown(int force)
     struct timeval tv = {0, 20000};
     drain_timer = event_new(loop_base(), -1, EV_PERSIST, drain_check, NULL);
     event_add(drain_timer, &tv);
+}
+
+/*
+ * The log level can change without a restart: SIGUSR1 steps it to the
+ * next of debug, info, warn, error (then back to debug), SIGUSR2 restores
+ * the level daprd started with.  The change itself is always logged.
+ */
+static void on_log_level_signal(evutil_socket_t sig, short what, void *arg)
+{
+    (void)what; (void)arg;
+    log_level start = (log_level)log_level_parse(opt.log_level);
+    log_level now = log_get_level();
+    log_level next = sig == SIGUSR2 ? start : now >= LOG_LEVEL_ERROR ? LOG_LEVEL_DEBUG : (log_level)(now + 1);
+    log_set_level(LOG_LEVEL_INFO < next ? LOG_LEVEL_INFO : next);
+    log_info(SCOPE, "log level changed from %s to %s (%s)", log_level_name(now), log_level_name(next),
+             sig == SIGUSR2 ? "SIGUSR2" : "SIGUSR1");
+    log_set_level(next);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -564,6 +587,8 @@ static void teardown(void)
     free_event(&force_timer);
     free_event(&sig_term);
     free_event(&sig_int);
+    free_event(&sig_usr1);
+    free_event(&sig_usr2);
     /* Client pools first: failing their queued requests answers calls
      * that still belong to the servers freed next. */
     app_channel_free();
@@ -596,6 +621,8 @@ int main(int argc, char **argv)
     sigemptyset(&stop_signals);
     sigaddset(&stop_signals, SIGTERM);
     sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGUSR1); /* log level changes: held until handled too */
+    sigaddset(&stop_signals, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
     rt.app_id = opt.app_id;
@@ -621,6 +648,13 @@ int main(int argc, char **argv)
         log_info(SCOPE, "loaded Configuration %s from %s", config.name, opt.config);
     }
     secrets_configure(opt.config ? &config : NULL);
+    /* The flag, when given, wins over the Configuration (as in Dapr). */
+    api_logging_opts alog = {
+        .enabled = opt.api_logging >= 0 ? opt.api_logging : config.api_logging_enabled,
+        .obfuscate_urls = config.api_logging_obfuscate_urls,
+        .omit_health_checks = config.api_logging_omit_health_checks,
+    };
+    api_logging_configure(&alog);
     const char *app_token = getenv("APP_API_TOKEN");
     app_channel_opts ac = {
         .address = opt.app_channel_address, .port = opt.app_port, .protocol = opt.app_protocol,
@@ -678,6 +712,10 @@ int main(int argc, char **argv)
     sig_int = evsignal_new(loop_base(), SIGINT, on_signal, NULL);
     event_add(sig_term, NULL);
     event_add(sig_int, NULL);
+    sig_usr1 = evsignal_new(loop_base(), SIGUSR1, on_log_level_signal, NULL);
+    sig_usr2 = evsignal_new(loop_base(), SIGUSR2, on_log_level_signal, NULL);
+    event_add(sig_usr1, NULL);
+    event_add(sig_usr2, NULL);
     pthread_sigmask(SIG_UNBLOCK, &stop_signals, NULL);
 
     dapr_nr_instance_info self = {

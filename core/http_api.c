@@ -10,6 +10,7 @@
 #include "http_api.h"
 #include "json_out.h"
 #include "api.h"
+#include "api_logging.h"
 #include "log.h"
 #include "loop.h"
 #include "runtime.h"
@@ -86,9 +87,8 @@ void api_add_header(api_call *c, const char *name, const char *value)
  */
 static void call_finished(api_call *c, int status, size_t response_bytes)
 {
-    (void)c;
-    (void)status;
     (void)response_bytes;
+    api_logging_call(c, status);
 }
 
 void api_reply_raw(api_call *c, int status, const char *content_type, const void *data, size_t len)
@@ -230,6 +230,65 @@ const char *api_method_name(api_call *c)
     case EVHTTP_REQ_PATCH: return "PATCH";
     default: return "?";
     }
+}
+
+/* ---- route templates ------------------------------------------------- */
+
+/* The names Dapr gives the parameters of each API path. */
+static const char *param_name(const char *api, size_t i)
+{
+    static const struct { const char *api; const char *names[4]; } params[] = {
+        {"state", {"storeName", "key"}},
+        {"secrets", {"secretStoreName", "key"}},
+        {"bindings", {"name"}},
+        {"publish", {"pubsubname", "topic"}},
+        {"invoke", {"id", NULL, "method"}},
+        {"metadata", {"key"}},
+    };
+    for (size_t k = 0; k < sizeof params / sizeof params[0]; k++)
+        if (strcmp(api, params[k].api) == 0)
+            return i < 4 ? params[k].names[i] : NULL;
+    return NULL;
+}
+
+/*
+ * The path of c with its parameters replaced by their names, e.g.
+ * "/v1.0/state/{storeName}/{key}": what API logging prints with
+ * obfuscateURLs, and a label that cannot grow with the keys users choose.
+ * Fixed words stay ("bulk", "transaction", "method", "outbound"); the rest
+ * of an invoked method path becomes one "{method}".
+ */
+void api_path_template(api_call *c, char *out, size_t len)
+{
+    size_t pos = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < c->n_seg && pos + 1 < len; i++) {
+        const char *s = c->seg[i];
+        if (i >= 2 && c->n_seg >= 2) {
+            const char *api = c->seg[1];
+            const char *name = param_name(api, i - 2);
+            int fixed = strcmp(s, "bulk") == 0 || strcmp(s, "transaction") == 0 ||
+                        (strcmp(api, "invoke") == 0 && i == 3);
+            if (strcmp(api, "publish") == 0 && strcmp(c->seg[2], "bulk") == 0 && i >= 3)
+                name = param_name(api, i - 3);
+            if (!fixed && name) {
+                int n = snprintf(out + pos, len - pos, "/{%s}", name);
+                pos = n > 0 && pos + (size_t)n < len ? pos + (size_t)n : len - 1;
+                if (strcmp(api, "invoke") == 0 && i == 4)
+                    break; /* the whole method path */
+                continue;
+            }
+            if (!fixed && !name && i >= 2 && strcmp(api, "healthz") != 0) {
+                int n = snprintf(out + pos, len - pos, "/{param}");
+                pos = n > 0 && pos + (size_t)n < len ? pos + (size_t)n : len - 1;
+                continue;
+            }
+        }
+        int n = snprintf(out + pos, len - pos, "/%s", s);
+        pos = n > 0 && pos + (size_t)n < len ? pos + (size_t)n : len - 1;
+    }
+    if (pos == 0)
+        snprintf(out, len, "/");
 }
 
 /* ---- routing ---------------------------------------------------------- */

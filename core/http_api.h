@@ -52,6 +52,9 @@ const char *api_query(api_call *c, const char *name);
 /* The request body (not NUL-terminated; may contain NULs). */
 const unsigned char *api_body(api_call *c, size_t *len);
 const char *api_method_name(api_call *c);
+/* The path with its parameters named, e.g. "/v1.0/state/{storeName}/{key}"
+ * (see http_api.c). */
+void api_path_template(api_call *c, char *out, size_t len);
 
 /* Replies (each frees c). */
 void api_reply_empty(api_call *c, int status);

@@ -5,6 +5,7 @@ core_libdaprcore_la_SOURCES = \
 	core/api.h \
 	core/api_bindings.c \
 	core/api_invoke.c \
+	core/api_logging.c core/api_logging.h \
 	core/api_metadata.c \
 	core/api_pubsub.c \
 	core/api_secrets.c \

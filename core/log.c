@@ -19,7 +19,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static log_level min_level = LOG_LEVEL_INFO;
+/* Read by every logging thread, changed at run time by log_set_level(). */
+static _Atomic int min_level = LOG_LEVEL_INFO;
 static int json_output;
 static char app_id_buf[256];
 static char version_buf[64] = "unknown";
@@ -51,7 +52,22 @@ int log_level_parse(const char *name)
 
 int log_enabled(log_level level)
 {
-    return level >= min_level;
+    return (int)level >= min_level;
+}
+
+void log_set_level(log_level level)
+{
+    min_level = (int)level;
+}
+
+log_level log_get_level(void)
+{
+    return (log_level)min_level;
+}
+
+const char *log_level_name(log_level level)
+{
+    return level_names[level];
 }
 
 /* ---- secret scrubbing ------------------------------------------------------ */
@@ -170,9 +186,23 @@ static void append_text_value(char *out, size_t outlen, size_t *pos, const char 
     out[*pos] = '\0';
 }
 
-void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
+/* One field of a line: the standard ones and a caller's extra ones. */
+typedef struct field {
+    const char *name;
+    const char *value;
+} field;
+
+static int field_cmp(const void *a, const void *b)
 {
-    if (level < min_level)
+    return strcmp(((const field *)a)->name, ((const field *)b)->name);
+}
+
+#define MAX_EXTRA_FIELDS 16
+
+static void write_line(log_level level, const char *scope, const char *const *extra, const char *fmt,
+                       va_list ap)
+{
+    if ((int)level < min_level)
         return;
     char msg[4096];
     int full = vsnprintf(msg, sizeof msg, fmt, ap);
@@ -180,12 +210,33 @@ void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
     char when[64];
     format_time(when, sizeof when);
 
+    /* Extra values are scrubbed too: they may quote request data. */
+    field f[8 + MAX_EXTRA_FIELDS];
+    char extra_buf[MAX_EXTRA_FIELDS][512];
+    size_t n = 0;
+    f[n++] = (field){"app_id", app_id_buf};
+    f[n++] = (field){"instance", hostname_buf};
+    f[n++] = (field){"scope", scope};
+    f[n++] = (field){"type", "log"};
+    f[n++] = (field){"ver", version_buf};
+    for (size_t i = 0; extra && extra[i] && extra[i + 1] && i / 2 < MAX_EXTRA_FIELDS; i += 2) {
+        char *v = extra_buf[i / 2];
+        int len = snprintf(v, sizeof extra_buf[0], "%s", extra[i + 1]);
+        log_redact(v, len < 0 || (size_t)len >= sizeof extra_buf[0]);
+        f[n++] = (field){extra[i], v};
+    }
+
     if (json_output) {
-        json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
-                              "app_id", app_id_buf, "instance", hostname_buf,
-                              "level", level_names[level], "msg", msg,
-                              "scope", scope, "time", when, "type", "log",
-                              "ver", version_buf);
+        json_t *o = json_pack("{s:s, s:s, s:s}", "level", level_names[level], "msg", msg, "time", when);
+        for (size_t i = 0; o && i < n; i++) {
+            json_t *v = json_string(f[i].value);
+            if (!v) {
+                json_decref(o);
+                o = NULL;
+                break;
+            }
+            json_object_set_new(o, f[i].name, v);
+        }
         /* msg may not be valid UTF-8 (it can quote request data). */
         if (!o)
             o = json_pack("{s:s, s:s, s:s, s:s}", "level", level_names[level],
@@ -193,26 +244,46 @@ void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
                           "scope", scope, "time", when);
         char *line = o ? json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         if (line) {
-            size_t n = strlen(line);
-            line[n] = '\n';
-            fwrite(line, 1, n + 1, stdout);
-            line[n] = '\0';
+            size_t len = strlen(line);
+            line[len] = '\n';
+            fwrite(line, 1, len + 1, stdout);
+            line[len] = '\0';
             free(line);
         }
         json_decref(o);
     } else {
-        char line[5120];
+        /* logrus's text format: time, level, msg, then the fields sorted. */
+        qsort(f, n, sizeof f[0], field_cmp);
+        char line[8192];
         size_t pos = 0;
         pos += (size_t)snprintf(line, sizeof line, "time=\"%s\" level=%s msg=", when,
                                 level_names[level]);
         append_text_value(line, sizeof line, &pos, msg);
-        int n = snprintf(line + pos, sizeof line - pos, " app_id=%s instance=%s scope=%s type=log ver=%s\n",
-                         app_id_buf[0] ? app_id_buf : "\"\"", hostname_buf, scope, version_buf);
-        if (n > 0) pos = (pos + (size_t)n < sizeof line) ? pos + (size_t)n : sizeof line - 1;
-        line[sizeof line - 2] = '\n';
+        for (size_t i = 0; i < n && pos + 2 < sizeof line; i++) {
+            int k = snprintf(line + pos, sizeof line - pos, " %s=", f[i].name);
+            if (k > 0)
+                pos = (pos + (size_t)k < sizeof line) ? pos + (size_t)k : sizeof line - 1;
+            append_text_value(line, sizeof line, &pos, f[i].value);
+        }
+        if (pos >= sizeof line - 1)
+            pos = sizeof line - 2;
+        line[pos++] = '\n';
         fwrite(line, 1, pos, stdout);
     }
     fflush(stdout);
+}
+
+void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
+{
+    write_line(level, scope, NULL, fmt, ap);
+}
+
+void log_write_fields(log_level level, const char *scope, const char *const *fields, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    write_line(level, scope, fields, fmt, ap);
+    va_end(ap);
 }
 
 void log_write(log_level level, const char *scope, const char *fmt, ...)

@@ -17,12 +17,22 @@ void log_setup(log_level level, int as_json, const char *app_id, const char *ver
 /* Parse "debug", "info", ...; returns -1 when unknown. */
 int log_level_parse(const char *name);
 int log_enabled(log_level level);
+/* Change the level while running (any thread; see daprd's SIGUSR1). */
+void log_set_level(log_level level);
+log_level log_get_level(void);
+const char *log_level_name(log_level level);
 
 /* Log one line in `scope` (e.g. "dapr.runtime").  Thread-safe. */
 void log_write(log_level level, const char *scope, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void log_vwrite(log_level level, const char *scope, const char *fmt, va_list ap)
     __attribute__((format(printf, 3, 0)));
+/* The same with extra fields: fields holds name, value, name, value, ...,
+ * NULL (names are plain identifiers; values are scrubbed like msg).  They
+ * appear in the line among the standard fields, sorted by name as logrus
+ * sorts them (text) or as members of the JSON object. */
+void log_write_fields(log_level level, const char *scope, const char *const *fields, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 /*
  * Secret scrubbing.  Every value registered here (resolved secretKeyRef

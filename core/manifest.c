@@ -599,6 +599,32 @@ static int parse_secret_scopes(yaml_document_t *doc, yaml_node_t *spec, const ch
     return 0;
 }
 
+/* spec.logging.apiLogging: enabled, obfuscateURLs, omitHealthChecks. */
+static int parse_api_logging(yaml_document_t *doc, yaml_node_t *spec, const char *origin, configuration *cfg,
+                             char **err)
+{
+    yaml_node_t *al = map_get(doc, map_get(doc, spec, "logging"), "apiLogging");
+    if (!al)
+        return 0;
+    if (al->type != YAML_MAPPING_NODE)
+        return fail(err, origin, NULL, "spec.logging.apiLogging must be a mapping");
+    static const char *names[] = {"enabled", "obfuscateURLs", "omitHealthChecks"};
+    int *dest[] = {&cfg->api_logging_enabled, &cfg->api_logging_obfuscate_urls,
+                   &cfg->api_logging_omit_health_checks};
+    for (size_t i = 0; i < 3; i++) {
+        yaml_node_t *n = map_get(doc, al, names[i]);
+        if (!n)
+            continue;
+        const char *v = scalar(n);
+        int b = v ? parse_bool(v) : -1;
+        if (b < 0)
+            return fail(err, origin, NULL, "spec.logging.apiLogging.%s: '%s' is not true or false", names[i],
+                        v ? v : "(not a scalar)");
+        *dest[i] = b;
+    }
+    return 0;
+}
+
 static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const char *origin,
                                configuration *cfg, char **err)
 {
@@ -606,6 +632,8 @@ static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const ch
     free(cfg->name);
     cfg->name = xstrdup(name ? name : "");
     if (parse_secret_scopes(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
+        return -1;
+    if (parse_api_logging(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
         return -1;
     yaml_node_t *nr = map_get(doc, map_get(doc, root, "spec"), "nameResolution");
     if (!nr)

@@ -96,6 +96,10 @@ typedef struct configuration {
     char *nr_version;          /* spec.nameResolution.version, or NULL */
     manifest_meta *nr_meta;    /* spec.nameResolution.configuration, flattened */
     size_t n_nr_meta;
+    /* spec.logging.apiLogging (each 0 when absent) */
+    int api_logging_enabled;
+    int api_logging_obfuscate_urls;
+    int api_logging_omit_health_checks;
 } configuration;
 
 /* Read a Configuration file.  $VAR and ${VAR} are expanded first, as Dapr

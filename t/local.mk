@@ -18,3 +18,4 @@ include t/jetstream/local.mk
 include t/kafka/local.mk
 include t/secrets/local.mk
 include t/bindings/local.mk
+include t/logs/local.mk
