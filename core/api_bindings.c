@@ -21,6 +21,7 @@
 #include "kv_list.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "trace.h"
 #include "util.h"
 
@@ -117,6 +118,8 @@ static void invoke_finish(void *arg)
     struct invoke_op *op = arg;
     api_call *c = op->call;
     atomic_fetch_sub(&op->comp->inflight, 1);
+    metrics_component_op(METRICS_OUTPUT_BINDING, op->comp->name, op->operation, op->st == DAPR_OK,
+                         metrics_elapsed_ms(&c->started, NULL));
     /* Response metadata goes back even on failure (Dapr 1.13+): the HTTP
      * binding's statusCode is how an app learns what the server said. */
     for (size_t i = 0; i < op->out_meta.n; i++) {

@@ -19,6 +19,7 @@
 #include "kv_list.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "secrets.h"
 #include "util.h"
 
@@ -185,6 +186,8 @@ static void get_finish(void *arg)
     struct get_op *op = arg;
     api_call *c = op->call;
     atomic_fetch_sub(&op->comp->inflight, 1);
+    metrics_component_op(METRICS_SECRET, op->comp->name, METRICS_OP_GET, op->st == DAPR_OK,
+                         metrics_elapsed_ms(&c->started, NULL));
     if (op->st != DAPR_OK) {
         api_reply_error(c, 500, "ERR_SECRET_GET", "failed getting secret with key %s from secret store %s: %s",
                         op->key, op->comp->name, status_text(op->st, op->msg));
@@ -270,6 +273,8 @@ static void bulk_finish(void *arg)
     struct bulk_op *op = arg;
     api_call *c = op->call;
     atomic_fetch_sub(&op->comp->inflight, 1);
+    metrics_component_op(METRICS_SECRET, op->comp->name, METRICS_OP_BULK_GET, op->st == DAPR_OK,
+                         metrics_elapsed_ms(&c->started, NULL));
     if (op->st != DAPR_OK) {
         api_reply_error(c, 500, "ERR_SECRET_GET", "failed getting secrets from secret store %s: %s",
                         op->comp->name, status_text(op->st, op->msg));

@@ -15,6 +15,7 @@
 #include "kv_list.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "util.h"
 
@@ -259,6 +260,8 @@ static void get_finish(void *arg)
     struct get_op *op = arg;
     api_call *c = op->call;
     op_done(op->comp);
+    metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_GET, op->st == DAPR_OK,
+                         metrics_elapsed_ms(&c->started, NULL));
     if (op->st != DAPR_OK) {
         api_reply_error(c, 500, "ERR_STATE_GET", "fail to get %s from state store %s: %s", op->app_key,
                         op->comp->name, status_text(op->st, op->msg));
@@ -455,6 +458,8 @@ static void save_step(void *arg)
             save_op_free(op);
         return;
     }
+    metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_SET, op->head.st == DAPR_OK,
+                         metrics_elapsed_ms(&op->call->started, NULL));
     if (op->head.st != DAPR_OK)
         api_reply_error(op->call, write_error_status(op->head.st), "ERR_STATE_SAVE",
                         "failed saving state in state store %s: %s", op->comp->name,
@@ -536,6 +541,8 @@ static void delete_finish(void *arg)
 {
     struct delete_op *op = arg;
     op_done(op->comp);
+    metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_DELETE, op->head.st == DAPR_OK,
+                         metrics_elapsed_ms(&op->call->started, NULL));
     if (op->head.st != DAPR_OK)
         api_reply_error(op->call, write_error_status(op->head.st), "ERR_STATE_DELETE",
                         "failed deleting state with key %s: %s", op->app_key,
@@ -657,6 +664,8 @@ static void copy_bulk_result(struct bulk_result *r, dapr_status st, const char *
 static void bulk_reply(struct bulk_op *op)
 {
     api_call *c = op->call;
+    metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_BULK_GET, op->st == DAPR_OK,
+                         metrics_elapsed_ms(&c->started, NULL));
     if (op->st != DAPR_OK) {
         api_reply_error(c, 500, "ERR_STATE_BULK_GET", "failed getting state in bulk from state store %s: %s",
                         op->comp->name, status_text(op->st, op->msg));
@@ -872,6 +881,8 @@ static void txn_finish(void *arg)
 {
     struct txn_op *op = arg;
     op_done(op->comp);
+    metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_TRANSACTION, op->head.st == DAPR_OK,
+                         metrics_elapsed_ms(&op->call->started, NULL));
     if (op->head.st != DAPR_OK)
         api_reply_error(op->call, 500, "ERR_STATE_TRANSACTION", "error while executing state transaction: %s",
                         status_text(op->head.st, op->head.msg));
@@ -1011,6 +1022,8 @@ static void query_finish(void *arg)
 {
     struct query_op *op = arg;
     op_done(op->comp);
+    metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_QUERY, op->st == DAPR_OK,
+                         metrics_elapsed_ms(&op->call->started, NULL));
     if (op->st != DAPR_OK) {
         api_reply_error_details(op->call, 500, "ERR_STATE_QUERY",
                                 json_pack("[o]", error_info("DAPR_STATE_QUERY_FAILED", NULL)),

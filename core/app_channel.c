@@ -5,6 +5,7 @@
 #include "app_channel.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "util.h"
 
 #include <event2/bufferevent.h>
@@ -146,6 +147,33 @@ void app_channel_wait_for_app(void (*ready)(void))
     try_connect(-1, 0, NULL);
 }
 
+/* dapr_http_client_*: the caller's callback wrapped to see the outcome. */
+struct metered {
+    http_response_cb cb;
+    void *arg;
+    struct timespec started;
+    enum evhttp_cmd_type method;
+    size_t sent;
+    char uri[];
+};
+
+static void metered_done(void *arg, const http_response *r)
+{
+    struct metered *m = arg;
+    static const struct { enum evhttp_cmd_type m; const char *name; } names[] = {
+        {EVHTTP_REQ_GET, "GET"}, {EVHTTP_REQ_POST, "POST"}, {EVHTTP_REQ_PUT, "PUT"},
+        {EVHTTP_REQ_DELETE, "DELETE"}, {EVHTTP_REQ_PATCH, "PATCH"}, {EVHTTP_REQ_OPTIONS, "OPTIONS"},
+        {EVHTTP_REQ_HEAD, "HEAD"}};
+    const char *method = "";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].m == m->method)
+            method = names[i].name;
+    metrics_http_client(method, m->uri, r->status, m->sent, r->body ? evbuffer_get_length(r->body) : 0,
+                        metrics_elapsed_ms(&m->started, NULL));
+    m->cb(m->arg, r);
+    free(m);
+}
+
 int app_channel_send(enum evhttp_cmd_type method, const char *uri, struct evkeyvalq *headers,
                      struct evbuffer *body, http_response_cb cb, void *arg)
 {
@@ -153,7 +181,21 @@ int app_channel_send(enum evhttp_cmd_type method, const char *uri, struct evkeyv
         evhttp_remove_header(headers, "dapr-api-token");
         evhttp_add_header(headers, "dapr-api-token", opt.app_token);
     }
-    return http_pool_send(pool, method, uri, headers, body, cb, arg);
+    if (!metrics_enabled())
+        return http_pool_send(pool, method, uri, headers, body, cb, arg);
+    size_t ulen = strlen(uri);
+    struct metered *m = xmalloc(sizeof *m + ulen + 1);
+    m->cb = cb;
+    m->arg = arg;
+    m->method = method;
+    m->sent = body ? evbuffer_get_length(body) : 0;
+    memcpy(m->uri, uri, ulen + 1);
+    clock_gettime(CLOCK_MONOTONIC, &m->started);
+    if (http_pool_send(pool, method, uri, headers, body, metered_done, m) != 0) {
+        free(m);
+        return -1;
+    }
+    return 0;
 }
 
 json_t *app_channel_metadata(void)

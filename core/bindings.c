@@ -31,6 +31,7 @@
 #include "kv_list.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "plugin_loader.h"
 #include "runtime.h"
 #include "trace.h"
@@ -140,6 +141,7 @@ struct delivery {
     dapr_binding_ack_fn ack;
     void *ack_ctx;
     LIST_ENTRY(delivery) link; /* in flight at the app */
+    struct timespec sent_at;   /* metrics: when the app was called */
 };
 
 struct probe {
@@ -200,6 +202,8 @@ static void on_app_answer(void *arg, const http_response *r)
     size_t len = r->body ? evbuffer_get_length(r->body) : 0;
     const void *body = len ? evbuffer_pullup(r->body, -1) : NULL;
     char msg[200];
+    metrics_input_binding(d->b->comp->name, r->status >= 200 && r->status < 300,
+                          metrics_elapsed_ms(&d->sent_at, NULL));
     if (r->status >= 200 && r->status < 300) {
         delivery_finish(d, DAPR_OK, NULL, body, len);
     } else if (r->status) {
@@ -282,6 +286,7 @@ static void deliver(void *arg)
     b->inflight++;
     total_inflight++;
     LIST_INSERT_HEAD(&at_app, d, link);
+    clock_gettime(CLOCK_MONOTONIC, &d->sent_at);
     int rc = app_channel_send(EVHTTP_REQ_POST, b->uri, &headers, buf, on_app_answer, d);
     evhttp_clear_headers(&headers);
     evbuffer_free(buf);

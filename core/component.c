@@ -8,6 +8,7 @@
 #include "bindings.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "plugin_loader.h"
 #include "secrets.h"
 #include "util.h"
@@ -579,8 +580,11 @@ int components_init_all(const component_list *specs, const char *app_id)
             comps = xrealloc(comps, (n_comps + 1) * sizeof *comps);
             comps[n_comps++] = c;
         }
+        if (c)
+            metrics_component_loaded(s->type); /* name resolution is not counted, as in Dapr */
         if (c || n_kinds == 0)
             continue;
+        metrics_component_init_fail(s->type, "init", s->name);
         if (s->ignore_errors) {
             log_warn(SCOPE, "%s: component '%s' (%s) failed to initialise and is skipped (ignoreErrors): %s",
                      s->file, s->name, s->type, err);

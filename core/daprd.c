@@ -17,6 +17,7 @@
 #include "log.h"
 #include "loop.h"
 #include "manifest.h"
+#include "metrics.h"
 #include "nameres.h"
 #include "pubsub.h"
 #include "plugin_loader.h"
@@ -69,6 +70,9 @@ struct options {
     int app_health_threshold;
     int64_t binding_options_timeout_ms;
     int api_logging;            /* --enable-api-logging: -1 unset (Configuration decides) */
+    int metrics_port;           /* --metrics-port (9090) */
+    int enable_metrics;         /* --enable-metrics (true) */
+    const char *metrics_address; /* --metrics-listen-address (127.0.0.1 here; see README) */
 };
 
 static struct options opt = {
@@ -76,6 +80,9 @@ static struct options opt = {
     .http_port = 3500,
     .listen_addresses = "127.0.0.1",
     .api_logging = -1,
+    .metrics_port = 9090,
+    .enable_metrics = 1,
+    .metrics_address = "127.0.0.1",
     .log_level = "info",
     .max_body = 4u << 20,
     .graceful_ms = 5000,
@@ -145,6 +152,9 @@ static void usage(FILE *out)
             "                                   (SIGUSR1 steps it, SIGUSR2 restores it)\n"
             "  --enable-api-logging             one info line per API call (scope dapr.runtime.http-info)\n"
             "  --log-as-json                    one JSON object per log line\n"
+            "  --metrics-port PORT              Prometheus endpoint GET /metrics (default 9090)\n"
+            "  --metrics-listen-address ADDR    its address (default 127.0.0.1)\n"
+            "  --enable-metrics=false           no metrics and no metrics port\n"
             "  --max-body-size SIZE             largest request body (default 4Mi)\n"
             "  --dapr-http-max-request-size MB  legacy form of --max-body-size\n"
             "  --dapr-graceful-shutdown-seconds N  bound on draining at shutdown (default 5)\n"
@@ -195,7 +205,7 @@ enum {
     OPT_GRACEFUL, OPT_WORKERS, OPT_VERSION, OPT_HELP, OPT_IGNORED, OPT_IGNORED_BOOL,
     OPT_INTERNAL_PORT, OPT_APP_PROTOCOL, OPT_APP_ADDRESS, OPT_APP_MAX_CONC, OPT_HEALTH_CHECK,
     OPT_HEALTH_PATH, OPT_HEALTH_INTERVAL, OPT_HEALTH_TIMEOUT, OPT_HEALTH_THRESHOLD,
-    OPT_BINDING_OPTIONS_TIMEOUT, OPT_API_LOGGING
+    OPT_BINDING_OPTIONS_TIMEOUT, OPT_API_LOGGING, OPT_METRICS_PORT, OPT_ENABLE_METRICS, OPT_METRICS_ADDRESS
 };
 
 static int parse_options(int argc, char **argv)
@@ -230,13 +240,14 @@ static int parse_options(int argc, char **argv)
         {"app-binding-options-timeout", required_argument, NULL, OPT_BINDING_OPTIONS_TIMEOUT},
         /* Dapr flags accepted now and used by later building blocks. */
         {"dapr-grpc-port", required_argument, NULL, OPT_IGNORED},
-        {"metrics-port", required_argument, NULL, OPT_IGNORED},
+        {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
+        {"metrics-listen-address", required_argument, NULL, OPT_METRICS_ADDRESS},
         {"mode", required_argument, NULL, OPT_IGNORED},
         {"placement-host-address", required_argument, NULL, OPT_IGNORED},
         {"scheduler-host-address", required_argument, NULL, OPT_IGNORED},
         {"read-buffer-size", required_argument, NULL, OPT_IGNORED},
         {"dapr-http-read-buffer-size", required_argument, NULL, OPT_IGNORED},
-        {"enable-metrics", optional_argument, NULL, OPT_IGNORED_BOOL},
+        {"enable-metrics", optional_argument, NULL, OPT_ENABLE_METRICS},
         {"enable-api-logging", optional_argument, NULL, OPT_API_LOGGING},
         {NULL, 0, NULL, 0},
     };
@@ -336,6 +347,9 @@ static int parse_options(int argc, char **argv)
                 return -1;
             }
             break;
+        case OPT_METRICS_PORT: if (parse_port("--metrics-port", optarg, &opt.metrics_port)) return -1; break;
+        case OPT_ENABLE_METRICS: if (bool_arg("--enable-metrics", optarg, &opt.enable_metrics)) return -1; break;
+        case OPT_METRICS_ADDRESS: opt.metrics_address = optarg; break;
         case OPT_IGNORED: break;
         case OPT_IGNORED_BOOL: if (bool_arg(argv[optind - 1], optarg, &b)) return -1; break;
         default:
@@ -600,6 +614,7 @@ static void teardown(void)
     components_close_all();
     secrets_free();
     plugins_unload_all();
+    metrics_shutdown();
     loop_free();
     json_decref(rt.extended);
     free(opt.resources);
@@ -655,6 +670,15 @@ int main(int argc, char **argv)
         .omit_health_checks = config.api_logging_omit_health_checks,
     };
     api_logging_configure(&alog);
+    /* Metrics: on unless the flag or the Configuration turns them off.
+     * Families are registered here, before any other thread starts. */
+    int metrics_on = opt.enable_metrics && !config.metrics_disabled;
+    if (metrics_on) {
+        const char *ns = getenv("NAMESPACE");
+        metrics_config mc = {.app_id = opt.app_id, .ns = ns && *ns ? ns : "default",
+                             .increased_cardinality = config.metrics_increased_cardinality};
+        metrics_init(&mc);
+    }
     const char *app_token = getenv("APP_API_TOKEN");
     app_channel_opts ac = {
         .address = opt.app_channel_address, .port = opt.app_port, .protocol = opt.app_protocol,
@@ -669,6 +693,10 @@ int main(int argc, char **argv)
         return 1;
     }
     api_invoke_init();
+    /* Like Dapr, but a port in use is logged and daprd runs on without
+     * the endpoint (Dapr exits): see README, "Metrics". */
+    if (metrics_on)
+        metrics_listen(opt.metrics_address, opt.metrics_port, NULL);
     if (workers_start(opt.workers ? opt.workers : 8, 4096) != 0) {
         log_error(SCOPE, "cannot start the worker threads");
         return 1;

@@ -13,6 +13,7 @@
 #include "api_logging.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "util.h"
 
@@ -87,8 +88,9 @@ void api_add_header(api_call *c, const char *name, const char *value)
  */
 static void call_finished(api_call *c, int status, size_t response_bytes)
 {
-    (void)response_bytes;
     api_logging_call(c, status);
+    metrics_http_server(c, status, evbuffer_get_length(evhttp_request_get_input_buffer(c->req)),
+                        response_bytes);
 }
 
 void api_reply_raw(api_call *c, int status, const char *content_type, const void *data, size_t len)

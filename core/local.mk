@@ -25,6 +25,7 @@ core_libdaprcore_la_SOURCES = \
 	core/log.c core/log.h \
 	core/loop.c core/loop.h \
 	core/manifest.c core/manifest.h \
+	core/metrics.c core/metrics.h \
 	core/plugin_loader.c core/plugin_loader.h \
 	core/runtime.h \
 	core/secrets.c core/secrets.h \

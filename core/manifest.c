@@ -625,6 +625,35 @@ static int parse_api_logging(yaml_document_t *doc, yaml_node_t *spec, const char
     return 0;
 }
 
+/* spec.metric (Dapr's name) or spec.metrics: enabled, http.increasedCardinality. */
+static int parse_metrics_spec(yaml_document_t *doc, yaml_node_t *spec, const char *origin, configuration *cfg,
+                              char **err)
+{
+    static const char *const keys[] = {"metric", "metrics"};
+    for (size_t k = 0; k < 2; k++) {
+        yaml_node_t *m = map_get(doc, spec, keys[k]);
+        if (!m)
+            continue;
+        if (m->type != YAML_MAPPING_NODE)
+            return fail(err, origin, NULL, "spec.%s must be a mapping", keys[k]);
+        yaml_node_t *en = map_get(doc, m, "enabled");
+        yaml_node_t *ic = map_get(doc, map_get(doc, m, "http"), "increasedCardinality");
+        const char *v;
+        int b;
+        if (en && ((v = scalar(en)) == NULL || (b = parse_bool(v)) < 0))
+            return fail(err, origin, NULL, "spec.%s.enabled: '%s' is not true or false", keys[k],
+                        v ? v : "(not a scalar)");
+        if (en)
+            cfg->metrics_disabled = !b;
+        if (ic && ((v = scalar(ic)) == NULL || (b = parse_bool(v)) < 0))
+            return fail(err, origin, NULL, "spec.%s.http.increasedCardinality: '%s' is not true or false",
+                        keys[k], v ? v : "(not a scalar)");
+        if (ic)
+            cfg->metrics_increased_cardinality = b;
+    }
+    return 0;
+}
+
 static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const char *origin,
                                configuration *cfg, char **err)
 {
@@ -634,6 +663,8 @@ static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const ch
     if (parse_secret_scopes(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
         return -1;
     if (parse_api_logging(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
+        return -1;
+    if (parse_metrics_spec(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
         return -1;
     yaml_node_t *nr = map_get(doc, map_get(doc, root, "spec"), "nameResolution");
     if (!nr)

@@ -100,6 +100,9 @@ typedef struct configuration {
     int api_logging_enabled;
     int api_logging_obfuscate_urls;
     int api_logging_omit_health_checks;
+    /* spec.metric (or spec.metrics): enabled: false, http.increasedCardinality */
+    int metrics_disabled;
+    int metrics_increased_cardinality;
 } configuration;
 
 /* Read a Configuration file.  $VAR and ${VAR} are expanded first, as Dapr

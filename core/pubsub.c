@@ -32,6 +32,7 @@
 #include "json_out.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "trace.h"
 #include "util.h"
@@ -310,6 +311,7 @@ struct publish_job {
     void *arg;
     dapr_status st;
     char *msg;
+    struct timespec started;     /* metrics: egress latency */
 };
 
 static void publish_job_free(struct publish_job *j)
@@ -326,6 +328,7 @@ static void publish_finish(void *arg)
 {
     struct publish_job *j = arg;
     atomic_fetch_sub(&j->comp->inflight, 1);
+    metrics_pubsub_egress(j->comp->name, j->topic, j->st == DAPR_OK, metrics_elapsed_ms(&j->started, NULL));
     j->cb(j->arg, j->st, j->msg);
     publish_job_free(j);
 }
@@ -361,6 +364,7 @@ int pubsub_publish(component *c, const char *topic, const void *data, size_t len
             kv_list_set(&j->meta, metadata->items[i].name, metadata->items[i].value);
     j->cb = cb;
     j->arg = arg;
+    clock_gettime(CLOCK_MONOTONIC, &j->started);
     atomic_fetch_add(&c->inflight, 1);
     if (component_dispatch(c, publish_run, j) != 0) {
         atomic_fetch_sub(&c->inflight, 1);
@@ -382,6 +386,7 @@ struct delivery {
     void *ack_ctx;
     int attempts;                /* app deliveries that asked for a retry */
     struct event *timer;
+    struct timespec sent_at;     /* metrics: when the app was last called */
 };
 
 /* Pending retries, so that shutdown can hand them back to the brokers. */
@@ -513,6 +518,14 @@ static int app_verdict(struct evbuffer *body, char *status_out, size_t status_le
     return verdict;
 }
 
+/* dapr_component_pubsub_ingress_*: one per answer of the app, with
+ * Dapr's process_status words. */
+static void ingress_metric(struct delivery *d, const char *process_status)
+{
+    metrics_pubsub_ingress(d->s->pubsub, d->s->topic, process_status, NULL,
+                           metrics_elapsed_ms(&d->sent_at, NULL));
+}
+
 static void on_app_answer(void *arg, const http_response *r)
 {
     struct delivery *d = arg;
@@ -520,6 +533,7 @@ static void on_app_answer(void *arg, const http_response *r)
     if (r->status >= 200 && r->status < 300) {
         char status[64];
         int verdict = app_verdict(r->body, status, sizeof status);
+        ingress_metric(d, verdict == 0 ? "success" : verdict == 2 ? "drop" : "retry");
         if (verdict == 0) {
             finish(d, DAPR_PUBSUB_ACK_SUCCESS);
             return;
@@ -530,12 +544,15 @@ static void on_app_answer(void *arg, const http_response *r)
         }
         snprintf(why, sizeof why, "the app answered status %s", status);
     } else if (r->status == 404) {
+        ingress_metric(d, "drop");
         log_error(SCOPE, "%s/%s: non-retriable error: the app answered 404", d->s->pubsub, d->s->topic);
         give_up(d, DAPR_PUBSUB_ACK_DROP, "the app answered 404");
         return;
     } else if (r->status) {
+        ingress_metric(d, "retry");
         snprintf(why, sizeof why, "the app answered HTTP %d", r->status);
     } else {
+        ingress_metric(d, "retry");
         snprintf(why, sizeof why, "the app could not be reached (%s)", r->error ? r->error : "error");
     }
     retry_or_give_up(d, why);
@@ -717,6 +734,7 @@ static void attempt(struct delivery *d)
     }
     char *uri = route_uri(path);
     json_decref(event);
+    clock_gettime(CLOCK_MONOTONIC, &d->sent_at);
     int rc = app_channel_send(EVHTTP_REQ_POST, uri, &headers, buf, on_app_answer, d);
     free(uri);
     evhttp_clear_headers(&headers);

@@ -10,4 +10,4 @@ apt-get install -y --no-install-recommends \
   libevent-dev libjansson-dev libyaml-dev libssl-dev libsqlite3-dev libsystemd-dev check \
   libhiredis-dev libpq-dev libmongoc-dev libnats-dev librdkafka-dev libcurl4-openssl-dev \
   systemd curl ca-certificates python3 python3-pytest valgrind abigail-tools \
-  redis-server postgresql nats-server wrk nginx
+  redis-server postgresql nats-server wrk nginx prometheus

@@ -19,3 +19,4 @@ include t/kafka/local.mk
 include t/secrets/local.mk
 include t/bindings/local.mk
 include t/logs/local.mk
+include t/metrics/local.mk
