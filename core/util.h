@@ -27,6 +27,8 @@ void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
+/* Copy exactly n bytes of s (which must hold n bytes: unlike strndup it
+ * does not stop at a NUL) and add a terminating NUL. */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
