@@ -1,6 +1,6 @@
 /*
  * dk.h - the Kafka client code shared by the Kafka plugins (pubsub.kafka
- * now, bindings.kafka later), on librdkafka.
+ * and bindings.kafka), on librdkafka.
  *
  * Built as a static convenience library (libdaprkafka.la, -fPIC) that
  * each plugin .so links in, so no symbol of it is visible outside the
@@ -118,6 +118,66 @@ int dk_parse_duration_ms(const char *s, int64_t bare_unit_ms, int64_t *out);
  * (also keeps librdkafka from reading "^..." as a pattern). */
 int dk_topic_name_ok(const char *topic);
 
+/* "none", "password", "mtls", "certificate" or "oidc", for log lines. */
+const char *dk_auth_name(dk_auth auth);
+
+/*
+ * The metadata schema fields both Kafka components read (everything
+ * dk_config_parse knows), as initializers of a dapr_metadata_field array;
+ * a component adds its own fields around them.  retry_default is
+ * consumeRetryEnabled's default as a string: "true" for pub/sub, "false"
+ * for bindings, as in Dapr (the host hands it to dk_config_parse as the
+ * value when the manifest has none).
+ */
+#define DK_METADATA_SCHEMA(retry_default)                                                        \
+    {"brokers", DAPR_META_STRING, DAPR_META_REQUIRED, NULL,                                      \
+     "comma-separated Kafka brokers (host:port)"},                                               \
+    {"authType", DAPR_META_STRING, 0, NULL,                                                      \
+     "none, password (SASL), mtls, certificate or oidc; required unless authRequired is given"}, \
+    {"consumerGroup", DAPR_META_STRING, 0, NULL,                                                 \
+     "consumer group; default consumerID, else the app id"},                                     \
+    {"consumerID", DAPR_META_STRING, 0, NULL, "consumer group when consumerGroup is not set"},   \
+    {"clientID", DAPR_META_STRING, 0, NULL, "client id sent to the brokers"},                    \
+    {"authRequired", DAPR_META_BOOL, 0, NULL, "deprecated: use authType"},                       \
+    {"saslUsername", DAPR_META_STRING, 0, NULL, "SASL user for authType password"},              \
+    {"saslPassword", DAPR_META_STRING, DAPR_META_SECRET, NULL,                                   \
+     "SASL password for authType password"},                                                     \
+    {"saslMechanism", DAPR_META_STRING, 0, NULL, "SHA-256 or SHA-512 for SCRAM; PLAIN otherwise"}, \
+    {"initialOffset", DAPR_META_STRING, 0, "newest",                                             \
+     "where a group without a committed offset starts: newest or oldest"},                       \
+    {"maxMessageBytes", DAPR_META_INT, 0, "1000000", "largest message a publish may send"},      \
+    {"consumeRetryInterval", DAPR_META_DURATION, 0, "100ms",                                     \
+     "delay before a message that failed is delivered again (bare number: ms)"},                 \
+    {"consumeRetryEnabled", DAPR_META_BOOL, 0, retry_default,                                    \
+     "false: a message the app failed is not delivered again (logged)"},                         \
+    {"heartbeatInterval", DAPR_META_DURATION, 0, "3s", "consumer group heartbeat interval"},     \
+    {"sessionTimeout", DAPR_META_DURATION, 0, "10s", "consumer group session timeout"},          \
+    {"version", DAPR_META_STRING, 0, NULL,                                                       \
+     "Kafka version of the brokers (needed below 0.10 only)"},                                   \
+    {"disableTls", DAPR_META_BOOL, 0, "false", "no TLS even with authentication"},               \
+    {"skipVerify", DAPR_META_BOOL, 0, "false",                                                   \
+     "do not verify the brokers' certificates (unsafe)"},                                        \
+    {"caCert", DAPR_META_STRING, 0, NULL, "PEM CA certificate to verify the brokers"},           \
+    {"clientCert", DAPR_META_STRING, 0, NULL, "PEM client certificate for authType mtls"},       \
+    {"clientKey", DAPR_META_STRING, DAPR_META_SECRET, NULL, "PEM client key for authType mtls"}, \
+    {"oidcTokenEndpoint", DAPR_META_STRING, 0, NULL, "OAuth2 token endpoint for authType oidc"}, \
+    {"oidcClientID", DAPR_META_STRING, 0, NULL, "OAuth2 client id for authType oidc"},           \
+    {"oidcClientSecret", DAPR_META_STRING, DAPR_META_SECRET, NULL,                               \
+     "OAuth2 client secret for authType oidc"},                                                  \
+    {"oidcScopes", DAPR_META_STRING, 0, NULL, "comma-separated OAuth2 scopes (default openid)"}, \
+    {"oidcExtensions", DAPR_META_STRING, 0, NULL,                                                \
+     "JSON object of SASL extensions for authType oidc"},                                        \
+    {"clientConnectionTopicMetadataRefreshInterval", DAPR_META_DURATION, 0, NULL,                \
+     "how often topic metadata is refreshed"},                                                   \
+    {"clientConnectionKeepAliveInterval", DAPR_META_DURATION, 0, NULL,                           \
+     "accepted; TCP keep-alive is always on with the system's interval"},                        \
+    {"consumerFetchMin", DAPR_META_INT, 0, NULL, "fetch.min.bytes"},                             \
+    {"consumerFetchDefault", DAPR_META_INT, 0, NULL, "fetch.message.max.bytes"},                 \
+    {"channelBufferSize", DAPR_META_INT, 0, "256",                                               \
+     "messages waiting per partition before its fetching pauses"},                               \
+    {"escapeHeaders", DAPR_META_BOOL, 0, "false",                                                \
+     "URL-escape header values in message metadata"}
+
 /* Where librdkafka's log lines go: the first member of the opaque of
  * every rd_kafka_t made here, used by dk_log_cb. */
 typedef struct dk_logger {
@@ -157,6 +217,32 @@ void dk_produce(dk_producer *p, const char *topic, int32_t partition,
                 const void *key, size_t key_len, const void *value, size_t len,
                 const dk_header *headers, size_t n_headers,
                 dk_produce_cb cb, void *ctx);
+/*
+ * A record's key, partition and headers from a publish's metadata, as
+ * Dapr's Kafka components map them: partitionKey (or __key) is the record
+ * key, partitionNumber picks the partition, and every pair also becomes a
+ * record header.  extra (may be empty) is merged over meta, as Dapr's
+ * bulk publish merges the request metadata over each entry's.
+ * content_type (may be NULL) becomes a "content-type" header unless the
+ * metadata has one.  The record points into meta, extra and content_type.
+ * Returns 0, or -1 with err (a bad partitionNumber); free with
+ * dk_record_free.
+ */
+typedef struct dk_record {
+    const char *key;      /* NULL: no key */
+    int32_t partition;    /* -1: the partitioner chooses */
+    dk_header *headers;
+    size_t n_headers;
+} dk_record;
+
+int dk_record_from_metadata(dk_record *r, dapr_kvs meta, dapr_kvs extra,
+                            const char *content_type, char *err, size_t errlen);
+void dk_record_free(dk_record *r);
+
+/* The record value for a body: NULL (a null value, a tombstone) for an
+ * empty body or the 4 bytes null, as Dapr sends them; else data.ptr. */
+const void *dk_record_value(dapr_bytes data);
+
 /* Wait up to the publish timeout for outstanding messages, fail the rest
  * (their callbacks run before this returns), and free. */
 void dk_producer_free(dk_producer *p);
@@ -169,7 +255,11 @@ typedef struct dk_delivery dk_delivery; /* the ack token of one delivery */
 typedef enum dk_verdict {
     DK_ACK_DONE = 0,  /* processed: may be committed */
     DK_ACK_RETRY = 1, /* deliver again after consumeRetryInterval */
-    DK_ACK_DROP = 2   /* not wanted: committed like DONE */
+    DK_ACK_DROP = 2,  /* not wanted: committed like DONE */
+    /* Not processed at all (the app was not reached, daprd is stopping):
+     * like RETRY, but also when consumeRetryEnabled is false, which only
+     * gives up on messages the app failed. */
+    DK_ACK_REQUEUE = 3
 } dk_verdict;
 
 /* One message as handed to a handler; valid during the call only. */

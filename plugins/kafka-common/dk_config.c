@@ -697,3 +697,14 @@ int dk_topic_name_ok(const char *t)
             return 0;
     return 1;
 }
+
+const char *dk_auth_name(dk_auth a)
+{
+    switch (a) {
+    case DK_AUTH_PASSWORD: return "password";
+    case DK_AUTH_MTLS: return "mtls";
+    case DK_AUTH_CERTIFICATE: return "certificate";
+    case DK_AUTH_OIDC: return "oidc";
+    default: return "none";
+    }
+}

@@ -18,9 +18,9 @@
  * came in.  A message's entries (one per subscription it goes to, also
  * the ack tokens) are made when it is first offered to a subscription.
  *
- * RETRY puts the entry back with a due time (consumeRetryInterval); the
- * subscription gets nothing newer from that partition until then, as
- * Dapr's consumer retries a message in place.  With max_in_flight 1 a
+ * RETRY (and REQUEUE) puts the entry back with a due time
+ * (consumeRetryInterval); the subscription gets nothing newer from that
+ * partition until then, as Dapr's consumer retries a message in place.  With max_in_flight 1 a
  * subscription gets a partition strictly in order.
  *
  * Subscription changes: the union of the topics of all subscriptions is
@@ -596,7 +596,8 @@ void dk_ack(dk_delivery *e, dk_verdict verdict)
     part *p = m->p;
     e->s = NULL;
     s->in_flight--;
-    if (verdict != DK_ACK_DONE && verdict != DK_ACK_DROP && verdict != DK_ACK_RETRY) {
+    if (verdict != DK_ACK_DONE && verdict != DK_ACK_DROP && verdict != DK_ACK_RETRY &&
+        verdict != DK_ACK_REQUEUE) {
         /* Keeping the message is the safe reading of nonsense. */
         logf_(c, DAPR_LOG_WARN, "kafka: unknown ack verdict %d for %s/%d/%lld: retrying",
               (int)verdict, p->topic, (int)p->partition, (long long)m->offset);
@@ -609,6 +610,8 @@ void dk_ack(dk_delivery *e, dk_verdict verdict)
               p->topic, (int)p->partition, (long long)m->offset);
         verdict = DK_ACK_DONE;
     }
+    if (verdict == DK_ACK_REQUEUE)
+        verdict = DK_ACK_RETRY; /* never processed: kept whatever consumeRetryEnabled says */
     if (verdict != DK_ACK_RETRY) {
         e->state = E_DONE;
     } else if (s->active && !p->revoked) {

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 struct dk_producer {
@@ -328,4 +329,73 @@ void dk_producer_free(dk_producer *p)
     pthread_mutex_destroy(&p->mu);
     free(p->brokers);
     free(p);
+}
+
+/* ---- records from Dapr's metadata --------------------------------------------- */
+
+static const char *kvs_find(dapr_kvs kvs, const char *name)
+{
+    const char *v = NULL;
+    for (size_t i = 0; i < kvs.n; i++)
+        if (kvs.items[i].name && strcmp(kvs.items[i].name, name) == 0)
+            v = kvs.items[i].value;
+    return v;
+}
+
+int dk_record_from_metadata(dk_record *rm, dapr_kvs meta, dapr_kvs extra,
+                            const char *content_type, char *err, size_t errlen)
+{
+    memset(rm, 0, sizeof *rm);
+    rm->partition = -1;
+    rm->headers = calloc(meta.n + extra.n + 1, sizeof *rm->headers);
+    if (!rm->headers) {
+        snprintf(err, errlen, "kafka: out of memory");
+        return -1;
+    }
+    int has_ct = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        dapr_kvs kvs = pass ? extra : meta;
+        for (size_t i = 0; i < kvs.n; i++) {
+            const char *name = kvs.items[i].name, *value = kvs.items[i].value;
+            if (!name || !value)
+                continue;
+            /* A request-level pair replaces the entry's of the same name. */
+            if (pass == 0 && kvs_find(extra, name))
+                continue;
+            if (strcmp(name, "partitionKey") == 0 || strcmp(name, "__key") == 0)
+                rm->key = value;
+            if (strcmp(name, "partitionNumber") == 0) {
+                char *end;
+                long n = strtol(value, &end, 10);
+                if (end == value || *end || n < 0 || n > INT32_MAX) {
+                    snprintf(err, errlen, "kafka: partitionNumber must be a partition number, not "
+                                          "'%.64s'", value);
+                    dk_record_free(rm);
+                    return -1;
+                }
+                rm->partition = (int32_t)n;
+            }
+            if (strcasecmp(name, "content-type") == 0)
+                has_ct = 1;
+            rm->headers[rm->n_headers++] = (dk_header){name, value, strlen(value)};
+        }
+    }
+    if (content_type && *content_type && !has_ct)
+        rm->headers[rm->n_headers++] =
+            (dk_header){"content-type", content_type, strlen(content_type)};
+    return 0;
+}
+
+void dk_record_free(dk_record *rm)
+{
+    free(rm->headers);
+    rm->headers = NULL;
+    rm->n_headers = 0;
+}
+
+const void *dk_record_value(dapr_bytes data)
+{
+    if (data.len == 0 || (data.len == 4 && memcmp(data.ptr, "null", 4) == 0))
+        return NULL;
+    return data.ptr;
 }

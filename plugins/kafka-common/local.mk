@@ -1,5 +1,5 @@
 # libdaprkafka: the Kafka client code shared by the Kafka plugins
-# (pubsub.kafka, and bindings.kafka later): metadata parsing, a producer
+# (pubsub.kafka and bindings.kafka): metadata parsing, a producer
 # with delivery reports, and a consumer-group member that commits offsets
 # only after the acks.  A libtool convenience library: built with PIC and
 # linked into each plugin .so, never installed, its symbols hidden.

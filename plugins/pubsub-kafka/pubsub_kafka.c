@@ -76,83 +76,12 @@ static void published(void *ctx, dapr_status st, const char *msg)
     complete(pc.cb, pc.ctx, st, msg);
 }
 
-/* The record key, partition and headers for a message's metadata;
- * extra (may be NULL) is merged over meta, as Dapr's bulk publish merges
- * the request metadata over each entry's.  Returns 0, or -1 with err. */
-typedef struct record_meta {
-    const char *key;
-    int32_t partition;
-    dk_header *headers;
-    size_t n_headers;
-} record_meta;
-
-static const char *kv_find(dapr_kvs kvs, const char *name)
-{
-    const char *v = NULL;
-    for (size_t i = 0; i < kvs.n; i++)
-        if (strcmp(kvs.items[i].name, name) == 0)
-            v = kvs.items[i].value;
-    return v;
-}
-
-static int record_meta_make(record_meta *rm, dapr_kvs meta, dapr_kvs extra,
-                            const char *content_type, char *err, size_t errlen)
-{
-    memset(rm, 0, sizeof *rm);
-    rm->partition = -1;
-    rm->headers = calloc(meta.n + extra.n + 1, sizeof *rm->headers);
-    if (!rm->headers) {
-        snprintf(err, errlen, "kafka: out of memory");
-        return -1;
-    }
-    int has_ct = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        dapr_kvs kvs = pass ? extra : meta;
-        for (size_t i = 0; i < kvs.n; i++) {
-            const char *name = kvs.items[i].name, *value = kvs.items[i].value;
-            if (!name || !value)
-                continue;
-            /* A request-level pair replaces the entry's of the same name. */
-            if (pass == 0 && kv_find(extra, name))
-                continue;
-            if (strcmp(name, "partitionKey") == 0 || strcmp(name, "__key") == 0)
-                rm->key = value;
-            if (strcmp(name, "partitionNumber") == 0) {
-                char *end;
-                long n = strtol(value, &end, 10);
-                if (end == value || *end || n < 0 || n > INT32_MAX) {
-                    snprintf(err, errlen, "kafka: partitionNumber must be a partition number, not "
-                                          "'%.64s'", value);
-                    free(rm->headers);
-                    return -1;
-                }
-                rm->partition = (int32_t)n;
-            }
-            if (strcasecmp(name, "content-type") == 0)
-                has_ct = 1;
-            rm->headers[rm->n_headers++] = (dk_header){name, value, strlen(value)};
-        }
-    }
-    if (content_type && *content_type && !has_ct)
-        rm->headers[rm->n_headers++] =
-            (dk_header){"content-type", content_type, strlen(content_type)};
-    return 0;
-}
-
-/* Dapr sends an empty or "null" body as a null value (a tombstone). */
-static const void *record_value(dapr_bytes data)
-{
-    if (data.len == 0 || (data.len == 4 && memcmp(data.ptr, "null", 4) == 0))
-        return NULL;
-    return data.ptr;
-}
-
 static void kafka_publish(void *inst, const dapr_pubsub_publish_req *req,
                           dapr_result_cb cb, void *ctx)
 {
     kafka_ps *k = inst;
     char err[256];
-    record_meta rm;
+    dk_record rm;
     if (!req->topic || !*req->topic) {
         complete(cb, ctx, DAPR_ERR_INVALID_ARGUMENT, "topic is empty");
         return;
@@ -162,22 +91,22 @@ static void kafka_publish(void *inst, const dapr_pubsub_publish_req *req,
         return;
     }
     dapr_kvs none = {NULL, 0};
-    if (record_meta_make(&rm, req->metadata, none, req->content_type, err, sizeof err) != 0) {
+    if (dk_record_from_metadata(&rm, req->metadata, none, req->content_type, err, sizeof err) != 0) {
         complete(cb, ctx, DAPR_ERR_INVALID_ARGUMENT, err);
         return;
     }
     pub_ctx *pc = malloc(sizeof *pc);
     if (!pc) {
-        free(rm.headers);
+        dk_record_free(&rm);
         complete(cb, ctx, DAPR_ERR_INTERNAL, "out of memory");
         return;
     }
     pc->cb = cb;
     pc->ctx = ctx;
-    const void *value = record_value(req->data);
+    const void *value = dk_record_value(req->data);
     dk_produce(k->prod, req->topic, rm.partition, rm.key, rm.key ? strlen(rm.key) : 0, value,
                value ? req->data.len : 0, rm.headers, rm.n_headers, published, pc);
-    free(rm.headers); /* copied by librdkafka */
+    dk_record_free(&rm); /* copied by librdkafka */
 }
 
 /* ---- bulk publish: all entries in flight at once ----------------------------- */
@@ -284,27 +213,28 @@ static void kafka_bulk_publish(void *inst, const dapr_pubsub_bulk_publish_req *r
     for (size_t i = 0; i < req->n_entries; i++) {
         const dapr_pubsub_bulk_entry *e = &req->entries[i];
         char err[256];
-        record_meta rm;
+        dk_record rm;
         if (e->data.len && !e->data.ptr) {
             bulk_record(b, e->entry_id, DAPR_ERR_INVALID_ARGUMENT, "data is NULL");
             continue;
         }
-        if (record_meta_make(&rm, e->metadata, req->metadata, e->content_type, err, sizeof err)) {
+        if (dk_record_from_metadata(&rm, e->metadata, req->metadata, e->content_type, err,
+                                    sizeof err)) {
             bulk_record(b, e->entry_id, DAPR_ERR_INVALID_ARGUMENT, err);
             continue;
         }
         bulk_entry_ctx *ec = malloc(sizeof *ec);
         if (!ec) {
-            free(rm.headers);
+            dk_record_free(&rm);
             bulk_record(b, e->entry_id, DAPR_ERR_INTERNAL, "out of memory");
             continue;
         }
         ec->b = b;
         ec->entry_id = e->entry_id;
-        const void *value = record_value(e->data);
+        const void *value = dk_record_value(e->data);
         dk_produce(k->prod, req->topic, rm.partition, rm.key, rm.key ? strlen(rm.key) : 0, value,
                    value ? e->data.len : 0, rm.headers, rm.n_headers, bulk_entry_done, ec);
-        free(rm.headers);
+        dk_record_free(&rm);
     }
     /* Release the extra count. */
     bulk_record(b, NULL, DAPR_OK, NULL);
@@ -402,17 +332,6 @@ static void kafka_unsubscribe(void *inst, uint64_t sub_id, dapr_result_cb cb, vo
 
 /* ---- lifecycle -------------------------------------------------------------------- */
 
-static const char *auth_name(dk_auth a)
-{
-    switch (a) {
-    case DK_AUTH_PASSWORD: return "password";
-    case DK_AUTH_MTLS: return "mtls";
-    case DK_AUTH_CERTIFICATE: return "certificate";
-    case DK_AUTH_OIDC: return "oidc";
-    default: return "none";
-    }
-}
-
 static dapr_status kafka_init(dapr_host *host, const dapr_host_api *api, void **instance,
                               char *errbuf, size_t errlen)
 {
@@ -445,7 +364,7 @@ static dapr_status kafka_init(dapr_host *host, const dapr_host_api *api, void **
         goto fail;
     api->log(host, DAPR_LOG_INFO,
              "kafka: connected to brokers %s (authType %s%s, consumer group %s, initialOffset %s)",
-             k->cfg.brokers, auth_name(k->cfg.auth), k->cfg.tls ? ", TLS" : "",
+             k->cfg.brokers, dk_auth_name(k->cfg.auth), k->cfg.tls ? ", TLS" : "",
              k->cfg.consumer_group, k->cfg.initial_oldest ? "oldest" : "newest");
     *instance = k;
     return DAPR_OK;
@@ -477,48 +396,7 @@ static void kafka_close(void *inst)
 /* ---- descriptor ----------------------------------------------------------------- */
 
 static const dapr_metadata_field kafka_schema[] = {
-    {"brokers", DAPR_META_STRING, DAPR_META_REQUIRED, NULL,
-     "comma-separated Kafka brokers (host:port)"},
-    {"authType", DAPR_META_STRING, 0, NULL,
-     "none, password (SASL), mtls, certificate or oidc; required unless authRequired is given"},
-    {"consumerGroup", DAPR_META_STRING, 0, NULL,
-     "consumer group; default consumerID, else the app id"},
-    {"consumerID", DAPR_META_STRING, 0, NULL, "consumer group when consumerGroup is not set"},
-    {"clientID", DAPR_META_STRING, 0, NULL, "client id sent to the brokers"},
-    {"authRequired", DAPR_META_BOOL, 0, NULL, "deprecated: use authType"},
-    {"saslUsername", DAPR_META_STRING, 0, NULL, "SASL user for authType password"},
-    {"saslPassword", DAPR_META_STRING, DAPR_META_SECRET, NULL, "SASL password for authType password"},
-    {"saslMechanism", DAPR_META_STRING, 0, NULL, "SHA-256 or SHA-512 for SCRAM; PLAIN otherwise"},
-    {"initialOffset", DAPR_META_STRING, 0, "newest",
-     "where a group without a committed offset starts: newest or oldest"},
-    {"maxMessageBytes", DAPR_META_INT, 0, "1000000", "largest message a publish may send"},
-    {"consumeRetryInterval", DAPR_META_DURATION, 0, "100ms",
-     "delay before a message answered RETRY is delivered again (bare number: ms)"},
-    {"consumeRetryEnabled", DAPR_META_BOOL, 0, "true",
-     "false: a message answered RETRY is not delivered again (logged)"},
-    {"heartbeatInterval", DAPR_META_DURATION, 0, "3s", "consumer group heartbeat interval"},
-    {"sessionTimeout", DAPR_META_DURATION, 0, "10s", "consumer group session timeout"},
-    {"version", DAPR_META_STRING, 0, NULL, "Kafka version of the brokers (needed below 0.10 only)"},
-    {"disableTls", DAPR_META_BOOL, 0, "false", "no TLS even with authentication"},
-    {"skipVerify", DAPR_META_BOOL, 0, "false", "do not verify the brokers' certificates (unsafe)"},
-    {"caCert", DAPR_META_STRING, 0, NULL, "PEM CA certificate to verify the brokers"},
-    {"clientCert", DAPR_META_STRING, 0, NULL, "PEM client certificate for authType mtls"},
-    {"clientKey", DAPR_META_STRING, DAPR_META_SECRET, NULL, "PEM client key for authType mtls"},
-    {"oidcTokenEndpoint", DAPR_META_STRING, 0, NULL, "OAuth2 token endpoint for authType oidc"},
-    {"oidcClientID", DAPR_META_STRING, 0, NULL, "OAuth2 client id for authType oidc"},
-    {"oidcClientSecret", DAPR_META_STRING, DAPR_META_SECRET, NULL,
-     "OAuth2 client secret for authType oidc"},
-    {"oidcScopes", DAPR_META_STRING, 0, NULL, "comma-separated OAuth2 scopes (default openid)"},
-    {"oidcExtensions", DAPR_META_STRING, 0, NULL, "JSON object of SASL extensions for authType oidc"},
-    {"clientConnectionTopicMetadataRefreshInterval", DAPR_META_DURATION, 0, NULL,
-     "how often topic metadata is refreshed"},
-    {"clientConnectionKeepAliveInterval", DAPR_META_DURATION, 0, NULL,
-     "accepted; TCP keep-alive is always on with the system's interval"},
-    {"consumerFetchMin", DAPR_META_INT, 0, NULL, "fetch.min.bytes"},
-    {"consumerFetchDefault", DAPR_META_INT, 0, NULL, "fetch.message.max.bytes"},
-    {"channelBufferSize", DAPR_META_INT, 0, "256",
-     "messages waiting per partition before its fetching pauses"},
-    {"escapeHeaders", DAPR_META_BOOL, 0, "false", "URL-escape header values in message metadata"},
+    DK_METADATA_SCHEMA("true"),
 };
 
 static const dapr_pubsub_vtable kafka_vtable = {
