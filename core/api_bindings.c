@@ -18,11 +18,13 @@
 #include "api.h"
 #include "component.h"
 #include "json_out.h"
+#include "resiliency.h"
 #include "kv_list.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
 #include "trace.h"
+#include "tracing.h"
 #include "util.h"
 
 #include <stdatomic.h>
@@ -48,6 +50,7 @@ struct invoke_op {
     unsigned char *out;
     size_t out_len;
     kv_list out_meta;
+    resil_comp *res;        /* outbound resiliency runner while it lives */
 };
 
 static void op_free(struct invoke_op *op)
@@ -107,8 +110,8 @@ static int header_ok(const char *name, const char *value)
     for (const char *p = name; *p; p++)
         if (*p <= 0x20 || *p >= 0x7f || strchr("()<>@,;:\\\"/[]?={}", *p))
             return 0;
-    for (const char *p = value; *p; p++)
-        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f) /* UTF-8 (obs-text) passes, as in Go */
             return 0;
     return *name != '\0';
 }
@@ -116,6 +119,9 @@ static int header_ok(const char *name, const char *value)
 static void invoke_finish(void *arg)
 {
     struct invoke_op *op = arg;
+    if (resil_component_done(&op->res, op->st != DAPR_OK,
+                             op->st == DAPR_ERR_INVALID_ARGUMENT || op->st == DAPR_ERR_NOT_SUPPORTED))
+        return;
     api_call *c = op->call;
     atomic_fetch_sub(&op->comp->inflight, 1);
     metrics_component_op(METRICS_OUTPUT_BINDING, op->comp->name, op->operation, op->st == DAPR_OK,
@@ -162,6 +168,33 @@ static void invoke_run(void *arg)
     ((const dapr_output_binding_vtable *)op->comp->def->vtable)->invoke(op->comp->instance, &op->req,
                                                                            invoke_done, op);
 }
+
+/* Before a retry: forget the failed attempt's result. */
+static void invoke_reset(void *arg)
+{
+    struct invoke_op *op = arg;
+    free(op->msg);
+    free(op->out);
+    kv_list_free(&op->out_meta);
+    op->msg = NULL;
+    op->out = NULL;
+    op->out_len = 0;
+    op->has_data = 0;
+}
+
+static void invoke_fail(void *arg, const char *err)
+{
+    struct invoke_op *op = arg;
+    api_reply_error(op->call, 500, "ERR_INVOKE_OUTPUT_BINDING", "error invoking output binding %s: %s", op->name,
+                    err);
+}
+
+static void invoke_free_cb(void *arg)
+{
+    op_free(arg);
+}
+
+static const resil_comp_ops invoke_res_ops = {invoke_reset, invoke_fail, invoke_free_cb};
 
 static component *find_output(const char *name)
 {
@@ -249,7 +282,7 @@ void api_bindings_invoke(api_call *c, const char *name)
     /* The call's trace context travels to the binding as metadata (the
      * HTTP binding turns it into headers), as in Dapr. */
     char tp[TRACEPARENT_LEN + 1];
-    trace_next_hop(api_header(c, "traceparent"), tp);
+    tracing_call_traceparent(c, tp);
     kv_list_set(&op->meta, "traceparent", tp);
     const char *ts = api_header(c, "tracestate");
     if (ts && *ts)
@@ -295,7 +328,7 @@ void api_bindings_invoke(api_call *c, const char *name)
                                         .data = {.ptr = (const uint8_t *)op->data, .len = op->data_len},
                                         .metadata = kv_list_view(&op->meta)};
     atomic_fetch_add(&comp->inflight, 1);
-    if (component_dispatch(comp, invoke_run, op) != 0) {
+    if (resil_component_dispatch(comp, RESIL_KIND_BINDING, invoke_run, op, &invoke_res_ops, &op->res) != 0) {
         atomic_fetch_sub(&comp->inflight, 1);
         api_reply_error(c, 429, "ERR_INVOKE_OUTPUT_BINDING",
                         "error invoking output binding %s: too many operations in flight; try again later", name);

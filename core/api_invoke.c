@@ -15,8 +15,10 @@
 #include "http_client.h"
 #include "log.h"
 #include "nameres.h"
+#include "resiliency.h"
 #include "runtime.h"
 #include "trace.h"
+#include "tracing.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -108,6 +110,10 @@ struct invoke_op {
     struct evkeyvalq headers;
     struct evbuffer *body;
     char traceparent[TRACEPARENT_LEN + 1];
+    trace_span *span;      /* CLIENT span of the hop to another sidecar */
+    resil_run *rs;         /* resiliency policy applied to the call, or NULL */
+    char *peer_address;    /* remote target "host:port"; NULL = own app */
+    int judge_status;      /* an app's 4xx/5xx answer counts as a failure */
 };
 
 static void op_free(struct invoke_op *op)
@@ -119,6 +125,8 @@ static void op_free(struct invoke_op *op)
     evhttp_clear_headers(&op->headers);
     if (op->body)
         evbuffer_free(op->body);
+    tracing_span_end(op->span);
+    free(op->peer_address);
     free(op);
 }
 
@@ -131,6 +139,8 @@ static void fail(struct invoke_op *op, int status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
+    if (op->span)
+        tracing_span_http_status(op->span, status);
     api_reply_error(op->call, status, "ERR_DIRECT_INVOKE", "failed to invoke, id: %s, err: %s", op->target,
                     detail);
     op->call = NULL;
@@ -176,10 +186,25 @@ static void copy_forwarded_headers(struct evkeyvalq *in, struct evkeyvalq *out, 
 static void relay_response(void *arg, const http_response *r)
 {
     struct invoke_op *op = arg;
+    if (op->rs) {
+        int failed = r->status == 0 || (r->status >= 400 && op->judge_status);
+        switch (resil_complete(op->rs, failed, r->status, 0)) {
+        case RESIL_RETRY:
+        case RESIL_IGNORE:
+            return;
+        case RESIL_LATE_FREE:
+            op_free(op);
+            return;
+        default:
+            op->rs = NULL;
+        }
+    }
     if (r->status == 0) {
         fail(op, 500, "%s", r->error ? r->error : "no response");
         return;
     }
+    if (op->span)
+        tracing_span_http_status(op->span, r->status);
     struct evkeyvalq *out = evhttp_request_get_output_headers(op->call->req);
     int has_trace = 0;
     for (struct evkeyval *h = r->headers->tqh_first; h; h = h->next.tqe_next) {
@@ -216,6 +241,86 @@ static void send_to_app(struct invoke_op *op)
     }
 }
 
+/* ---- resiliency (targets.apps) -------------------------------------------- */
+
+static void invoke_attempt_once(struct invoke_op *op);
+
+static void invoke_attempt(void *arg)
+{
+    struct invoke_op *op = arg;
+    const char *why = NULL;
+    int status = 500;
+    http_pool *pool = op->peer_address ? peer_pool(op->peer_address) : NULL;
+    if (op->peer_address && !pool)
+        why = "no connection pool for the peer";
+    else if (!pool && !app_channel_enabled())
+        why = "app channel is not initialized: daprd was started without --app-port";
+    else if (!pool && !app_channel_healthy())
+        why = "app is not in a healthy state";
+    if (!why) {
+        /* Each attempt sends its own copy of the body. */
+        struct evbuffer *b = evbuffer_new();
+        evbuffer_add(b, evbuffer_pullup(op->body, -1), evbuffer_get_length(op->body));
+        http_client_tag_next(op);
+        int rc = pool ? http_pool_send(pool, op->call->method, op->uri, &op->headers, b, relay_response, op)
+                      : app_channel_send(op->call->method, op->uri, &op->headers, b, relay_response, op);
+        http_client_tag_next(NULL);
+        evbuffer_free(b);
+        if (rc == 0)
+            return;
+        status = 429;
+        why = pool ? "too many requests in flight to the peer"
+                   : "too many requests in flight to the app (--app-max-concurrency)";
+    }
+    /* Not sent: this attempt failed for good. */
+    if (resil_complete(op->rs, 1, 0, 1) == RESIL_FINISH) {
+        op->rs = NULL;
+        fail(op, status, "%s", why);
+    }
+}
+
+static int invoke_cancel(void *arg)
+{
+    struct invoke_op *op = arg;
+    http_pool *pool = op->peer_address ? peer_pool(op->peer_address) : NULL;
+    if (pool)
+        http_pool_cancel(pool, op);
+    else if (!op->peer_address)
+        app_channel_cancel(op);
+    return 1; /* answered inside the cancel, or it was not pending at all */
+}
+
+static void invoke_fail(void *arg, const char *err, int late_pending)
+{
+    (void)late_pending; /* HTTP attempts are always cancelled */
+    struct invoke_op *op = arg;
+    op->rs = NULL;
+    fail(op, 500, "%s", err);
+}
+
+static const resil_hooks invoke_hooks = {invoke_attempt, invoke_cancel, invoke_fail};
+
+/* Send through the policy of the target app: breaker, per-attempt
+ * timeout, retries (Dapr's built-in ones between sidecars). */
+static void send_resilient(struct invoke_op *op)
+{
+    resil_policy pol;
+    if (!resiliency_app_policy(op->app_id, op->peer_address != NULL, &pol)) {
+        if (op->peer_address)
+            invoke_attempt_once(op);
+        else
+            send_to_app(op);
+        return;
+    }
+    op->judge_status = pol.retry_is_user || pol.cb;
+    /* Breakers per app and method, as Dapr's endpoint policies. */
+    const char *q = strchr(op->uri, '?');
+    char *method = xstrndup(op->uri + 1, q ? (size_t)(q - op->uri - 1) : strlen(op->uri + 1));
+    op->rs = resil_run_new(&pol, method, &invoke_hooks, op);
+    free(method);
+    resil_run_go(op->rs);
+}
+
 static void resolved(void *arg, dapr_status st, const char *msg, const char *address)
 {
     struct invoke_op *op = arg;
@@ -224,6 +329,18 @@ static void resolved(void *arg, dapr_status st, const char *msg, const char *add
         return;
     }
     http_pool *pool = peer_pool(address);
+    if (!pool) {
+        fail(op, 500, "the name resolver returned an unusable address '%s'", address);
+        return;
+    }
+    op->peer_address = xstrdup(address);
+    send_resilient(op);
+}
+
+static void invoke_attempt_once(struct invoke_op *op)
+{
+    http_pool *pool = peer_pool(op->peer_address);
+    const char *address = op->peer_address;
     if (!pool) {
         fail(op, 500, "the name resolver returned an unusable address '%s'", address);
         return;
@@ -341,13 +458,28 @@ void api_invoke_fallback(api_call *c)
     evhttp_add_header(&op->headers, "dapr-caller-app-id", rt.app_id);
     evhttp_add_header(&op->headers, "dapr-caller-namespace", own_namespace);
     evhttp_add_header(&op->headers, "dapr-callee-app-id", op->app_id);
-    trace_next_hop(evhttp_find_header(in, "traceparent"), op->traceparent);
+    /* Local: the app call is a child of this call's span (app_channel).
+     * Remote: a CLIENT span for the hop to the other sidecar. */
+    if (!local && c->span) {
+        char name[600];
+        const char *sl = strchr(op->uri + 1, '?');
+        snprintf(name, sizeof name, "CallLocal/%s/%.*s", op->app_id,
+                 (int)(sl ? (size_t)(sl - op->uri - 1) : strlen(op->uri + 1)), op->uri + 1);
+        char parent[TRACEPARENT_LEN + 1];
+        tracing_call_traceparent(c, parent);
+        op->span = tracing_span_start(name, SPAN_KIND_CLIENT, parent, api_header(c, "tracestate"));
+        tracing_span_attr(op->span, "rpc.service", "ServiceInvocation");
+        tracing_span_attr(op->span, "net.peer.name", op->app_id);
+        tracing_span_traceparent(op->span, op->traceparent);
+    } else {
+        tracing_call_traceparent(c, op->traceparent);
+    }
     evhttp_add_header(&op->headers, "traceparent", op->traceparent);
     op->body = evbuffer_new();
     evbuffer_add_buffer(op->body, evhttp_request_get_input_buffer(c->req));
 
     if (local) {
-        send_to_app(op);
+        send_resilient(op);
         return;
     }
     /* Across sidecars, say who the original client was. */
@@ -383,7 +515,7 @@ void api_invoke_internal(api_call *c)
     const char *t = evhttp_request_get_uri(c->req);
     op->uri = xstrdup(t && *t == '/' ? t : "/");
     copy_forwarded_headers(in, &op->headers, 0);
-    trace_next_hop(evhttp_find_header(in, "traceparent"), op->traceparent);
+    tracing_call_traceparent(c, op->traceparent);
     evhttp_add_header(&op->headers, "traceparent", op->traceparent);
     op->body = evbuffer_new();
     evbuffer_add_buffer(op->body, evhttp_request_get_input_buffer(c->req));

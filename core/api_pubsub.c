@@ -10,6 +10,7 @@
 #include "pubsub.h"
 #include "runtime.h"
 #include "trace.h"
+#include "tracing.h"
 #include "util.h"
 
 #include <openssl/evp.h>
@@ -172,7 +173,7 @@ void api_publish(api_call *c, size_t pubsub_seg)
     const unsigned char *body = api_body(c, &len);
     const char *ct = api_header(c, "Content-Type");
     char tp[TRACEPARENT_LEN + 1];
-    trace_next_hop(api_header(c, "traceparent"), tp);
+    tracing_call_traceparent(c, tp); /* the publish call's span (Dapr) */
     kv_list meta = {0};
     broker_metadata(&c->metadata, &meta);
     char *payload = NULL;
@@ -373,7 +374,7 @@ void api_bulk_publish(api_call *c, size_t pubsub_seg)
             raw = (unsigned char *)json_to_text(ev, &raw_len, 0);
         }
         char tp[TRACEPARENT_LEN + 1];
-        trace_next_hop(api_header(c, "traceparent"), tp);
+        tracing_call_traceparent(c, tp);
         char expiration[40] = "";
         expiration_of(comp, &meta, expiration, sizeof expiration);
         const char *raw_meta = kv_list_get(&meta, "rawPayload");

@@ -18,6 +18,7 @@
 #include "json_out.h"
 #include "kv_list.h"
 #include "log.h"
+#include "resiliency.h"
 #include "loop.h"
 #include "metrics.h"
 #include "secrets.h"
@@ -170,6 +171,7 @@ struct get_op {
     dapr_status st;
     char *msg;
     kv_list values;
+    resil_comp *res;   /* outbound resiliency runner while it lives */
 };
 
 static void get_op_free(struct get_op *op)
@@ -184,6 +186,10 @@ static void get_op_free(struct get_op *op)
 static void get_finish(void *arg)
 {
     struct get_op *op = arg;
+    if (resil_component_done(&op->res, op->st != DAPR_OK,
+                             op->st == DAPR_ERR_NOT_FOUND || op->st == DAPR_ERR_INVALID_ARGUMENT ||
+                                 op->st == DAPR_ERR_NOT_SUPPORTED || op->st == DAPR_ERR_PERMISSION_DENIED))
+        return;
     api_call *c = op->call;
     atomic_fetch_sub(&op->comp->inflight, 1);
     metrics_component_op(METRICS_SECRET, op->comp->name, METRICS_OP_GET, op->st == DAPR_OK,
@@ -215,6 +221,28 @@ static void get_run(void *arg)
     vtable_of(op->comp)->get(op->comp->instance, &op->req, get_done, op);
 }
 
+static void get_reset(void *arg)
+{
+    struct get_op *op = arg;
+    free(op->msg);
+    op->msg = NULL;
+    kv_list_wipe(&op->values);
+}
+
+static void get_fail(void *arg, const char *err)
+{
+    struct get_op *op = arg;
+    api_reply_error(op->call, 500, "ERR_SECRET_GET", "failed getting secret with key %s from secret store %s: %s",
+                    op->key, op->comp->name, err);
+}
+
+static void get_free_cb(void *arg)
+{
+    get_op_free(arg);
+}
+
+static const resil_comp_ops get_res_ops = {get_reset, get_fail, get_free_cb};
+
 void api_secrets_get(api_call *c, const char *store, const char *key)
 {
     component *comp = lookup_store(c, store);
@@ -240,7 +268,7 @@ void api_secrets_get(api_call *c, const char *store, const char *key)
         kv_list_set(&op->meta, c->metadata.items[i].name, c->metadata.items[i].value);
     op->req = (dapr_secret_get_req){.name = op->key, .metadata = kv_list_view(&op->meta)};
     atomic_fetch_add(&comp->inflight, 1);
-    if (component_dispatch(comp, get_run, op) != 0) {
+    if (resil_component_dispatch(comp, RESIL_KIND_SECRETSTORE, get_run, op, &get_res_ops, &op->res) != 0) {
         atomic_fetch_sub(&comp->inflight, 1);
         api_reply_error(c, 429, "ERR_SECRET_GET", "too many operations in flight on secret store %s; try again later",
                         store);

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "resiliency.h"
 #include "runtime.h"
 #include "util.h"
 
@@ -204,6 +205,29 @@ static void op_done(component *comp)
     atomic_fetch_sub(&comp->inflight, 1);
 }
 
+/* dispatch() under the store's outbound resiliency policy (timeouts,
+ * retries, breaker): see resil_component_dispatch(). */
+static int dispatch_res(api_call *c, component *comp, void (*fn)(void *), void *op, const char *code,
+                        const resil_comp_ops *ops, resil_comp **slot)
+{
+    atomic_fetch_add(&comp->inflight, 1);
+    if (resil_component_dispatch(comp, RESIL_KIND_STATE, fn, op, ops, slot) == 0)
+        return 0;
+    atomic_fetch_sub(&comp->inflight, 1);
+    api_reply_error(c, 429, code, "too many operations in flight on state store %s; try again later",
+                    comp->name);
+    return -1;
+}
+
+/* Outcomes a retry cannot change.  An etag mismatch is never retried: a
+ * retry would only repeat it, and first-write-wins must stay exact. */
+static int permanent_status(dapr_status st)
+{
+    return st == DAPR_ERR_ETAG_MISMATCH || st == DAPR_ERR_ETAG_INVALID || st == DAPR_ERR_INVALID_ARGUMENT ||
+           st == DAPR_ERR_NOT_SUPPORTED || st == DAPR_ERR_NOT_FOUND || st == DAPR_ERR_PERMISSION_DENIED ||
+           st == DAPR_ERR_ALREADY_EXISTS || st == DAPR_ERR_TOO_MANY_OPERATIONS;
+}
+
 /*
  * The head of every operation that completes with a plain dapr_result
  * (save, delete, transaction): the completion copies the status and posts
@@ -213,6 +237,7 @@ struct status_head {
     void (*finish)(void *op); /* runs on the loop thread */
     dapr_status st;
     char *msg;
+    resil_comp *res;          /* resiliency runner while it lives */
 };
 
 static void status_done(void *ctx, const dapr_result *res)
@@ -241,6 +266,7 @@ struct get_op {
     size_t value_len;
     char *etag;
     kv_list res_meta;
+    resil_comp *res;
 };
 
 static void get_op_free(struct get_op *op)
@@ -258,6 +284,8 @@ static void get_op_free(struct get_op *op)
 static void get_finish(void *arg)
 {
     struct get_op *op = arg;
+    if (resil_component_done(&op->res, op->st != DAPR_OK, permanent_status(op->st)))
+        return;
     api_call *c = op->call;
     op_done(op->comp);
     metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_GET, op->st == DAPR_OK,
@@ -303,6 +331,33 @@ static void get_run(void *arg)
     vtable_of(op->comp)->get(op->comp->instance, &op->req, get_done, op);
 }
 
+static void get_reset(void *arg)
+{
+    struct get_op *op = arg;
+    free(op->msg);
+    free(op->value);
+    free(op->etag);
+    kv_list_free(&op->res_meta);
+    op->msg = NULL;
+    op->value = NULL;
+    op->etag = NULL;
+    op->found = 0;
+}
+
+static void get_fail(void *arg, const char *err)
+{
+    struct get_op *op = arg;
+    api_reply_error(op->call, 500, "ERR_STATE_GET", "fail to get %s from state store %s: %s", op->app_key,
+                    op->comp->name, err);
+}
+
+static void get_free_cb(void *arg)
+{
+    get_op_free(arg);
+}
+
+static const resil_comp_ops get_res_ops = {get_reset, get_fail, get_free_cb};
+
 void api_state_get(api_call *c, const char *store, const char *key)
 {
     component *comp = lookup_store(c, store, 1);
@@ -321,7 +376,7 @@ void api_state_get(api_call *c, const char *store, const char *key)
     merge_request_metadata(c, &op->meta);
     op->req = (dapr_state_get_req){.key = op->key, .consistency = cons,
                                    .metadata = kv_list_view(&op->meta)};
-    if (dispatch(c, comp, get_run, op, "ERR_STATE_GET") != 0)
+    if (dispatch_res(c, comp, get_run, op, "ERR_STATE_GET", &get_res_ops, &op->res) != 0)
         get_op_free(op);
 }
 
@@ -448,13 +503,36 @@ static void save_op_free(struct save_op *op)
 
 static void save_run(void *arg);
 
+static void save_reset(void *arg)
+{
+    struct save_op *op = arg;
+    if (!op->use_bulk && op->next > 0)
+        op->next--; /* the same item again */
+}
+
+static void save_fail(void *arg, const char *err)
+{
+    struct save_op *op = arg;
+    api_reply_error(op->call, 500, "ERR_STATE_SAVE", "failed saving state in state store %s: %s", op->comp->name,
+                    err);
+}
+
+static void save_free_cb(void *arg)
+{
+    save_op_free(arg);
+}
+
+static const resil_comp_ops save_res_ops = {save_reset, save_fail, save_free_cb};
+
 static void save_step(void *arg)
 {
     struct save_op *op = arg;
+    if (resil_component_done(&op->head.res, op->head.st != DAPR_OK, permanent_status(op->head.st)))
+        return;
     op_done(op->comp);
     if (op->head.st == DAPR_OK && !op->use_bulk && op->next < op->n) {
         /* One-by-one fallback: next item. */
-        if (dispatch(op->call, op->comp, save_run, op, "ERR_STATE_SAVE") != 0)
+        if (dispatch_res(op->call, op->comp, save_run, op, "ERR_STATE_SAVE", &save_res_ops, &op->head.res) != 0)
             save_op_free(op);
         return;
     }
@@ -510,7 +588,7 @@ void api_state_save(api_call *c, const char *store)
     }
     json_decref(arr);
     op->use_bulk = n > 1 && VT_HAS(vtable_of(comp), bulk_set);
-    if (dispatch(c, comp, save_run, op, "ERR_STATE_SAVE") != 0)
+    if (dispatch_res(c, comp, save_run, op, "ERR_STATE_SAVE", &save_res_ops, &op->head.res) != 0)
         save_op_free(op);
 }
 
@@ -540,6 +618,8 @@ static void delete_op_free(struct delete_op *op)
 static void delete_finish(void *arg)
 {
     struct delete_op *op = arg;
+    if (resil_component_done(&op->head.res, op->head.st != DAPR_OK, permanent_status(op->head.st)))
+        return;
     op_done(op->comp);
     metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_DELETE, op->head.st == DAPR_OK,
                          metrics_elapsed_ms(&op->call->started, NULL));
@@ -557,6 +637,19 @@ static void delete_run(void *arg)
     struct delete_op *op = arg;
     vtable_of(op->comp)->del(op->comp->instance, &op->req, status_done, op);
 }
+
+static void delete_fail(void *arg, const char *err)
+{
+    struct delete_op *op = arg;
+    api_reply_error(op->call, 500, "ERR_STATE_DELETE", "failed deleting state with key %s: %s", op->app_key, err);
+}
+
+static void delete_free_cb(void *arg)
+{
+    delete_op_free(arg);
+}
+
+static const resil_comp_ops delete_res_ops = {NULL, delete_fail, delete_free_cb};
 
 void api_state_delete(api_call *c, const char *store, const char *key)
 {
@@ -586,7 +679,7 @@ void api_state_delete(api_call *c, const char *store, const char *key)
     merge_request_metadata(c, &op->meta);
     op->req = (dapr_state_delete_req){.key = op->key, .etag = op->etag, .concurrency = conc,
                                       .consistency = cons, .metadata = kv_list_view(&op->meta)};
-    if (dispatch(c, comp, delete_run, op, "ERR_STATE_DELETE") != 0)
+    if (dispatch_res(c, comp, delete_run, op, "ERR_STATE_DELETE", &delete_res_ops, &op->head.res) != 0)
         delete_op_free(op);
 }
 
@@ -877,9 +970,25 @@ static void txn_op_free(struct txn_op *op)
     free(op);
 }
 
+static void txn_fail(void *arg, const char *err)
+{
+    struct txn_op *op = arg;
+    api_reply_error(op->call, 500, "ERR_STATE_TRANSACTION", "error while executing state transaction: %s", err);
+}
+
+static void txn_free_cb(void *arg)
+{
+    txn_op_free(arg);
+}
+
+static const resil_comp_ops txn_res_ops = {NULL, txn_fail, txn_free_cb};
+
 static void txn_finish(void *arg)
 {
     struct txn_op *op = arg;
+    /* A transaction is atomic: one that failed can be run again whole. */
+    if (resil_component_done(&op->head.res, op->head.st != DAPR_OK, permanent_status(op->head.st)))
+        return;
     op_done(op->comp);
     metrics_component_op(METRICS_STATE, op->comp->name, METRICS_OP_TRANSACTION, op->head.st == DAPR_OK,
                          metrics_elapsed_ms(&op->call->started, NULL));
@@ -988,7 +1097,7 @@ void api_state_transaction(api_call *c, const char *store)
         goto fail;
     }
     json_decref(body);
-    if (dispatch(c, comp, txn_run, op, "ERR_STATE_TRANSACTION") != 0)
+    if (dispatch_res(c, comp, txn_run, op, "ERR_STATE_TRANSACTION", &txn_res_ops, &op->head.res) != 0)
         txn_op_free(op);
     return;
 fail:

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "tracing.h"
 #include "util.h"
 
 #include <event2/bufferevent.h>
@@ -181,8 +182,14 @@ int app_channel_send(enum evhttp_cmd_type method, const char *uri, struct evkeyv
         evhttp_remove_header(headers, "dapr-api-token");
         evhttp_add_header(headers, "dapr-api-token", opt.app_token);
     }
-    if (!metrics_enabled())
-        return http_pool_send(pool, method, uri, headers, body, cb, arg);
+    void *traced = tracing_app_call_begin(method, uri, headers, &cb, &arg); /* a CLIENT span */
+    if (!metrics_enabled()) {
+        if (http_pool_send(pool, method, uri, headers, body, cb, arg) != 0) {
+            tracing_app_call_cancel(traced);
+            return -1;
+        }
+        return 0;
+    }
     size_t ulen = strlen(uri);
     struct metered *m = xmalloc(sizeof *m + ulen + 1);
     m->cb = cb;
@@ -193,6 +200,7 @@ int app_channel_send(enum evhttp_cmd_type method, const char *uri, struct evkeyv
     clock_gettime(CLOCK_MONOTONIC, &m->started);
     if (http_pool_send(pool, method, uri, headers, body, metered_done, m) != 0) {
         free(m);
+        tracing_app_call_cancel(traced);
         return -1;
     }
     return 0;
@@ -229,4 +237,9 @@ void app_channel_free(void)
     http_pool_free(pool);
     http_pool_free(probe_pool);
     pool = probe_pool = NULL;
+}
+
+int app_channel_cancel(const void *tag)
+{
+    return http_pool_cancel(pool, tag);
 }

@@ -42,6 +42,10 @@ int app_channel_max_concurrency(void);
 int app_channel_send(enum evhttp_cmd_type method, const char *uri, struct evkeyvalq *headers,
                      struct evbuffer *body, http_response_cb cb, void *arg);
 
+/* Cancel the request sent after http_client_tag_next(tag) (resiliency
+ * timeouts): its callback runs now with status 0.  1 if found. */
+int app_channel_cancel(const void *tag);
+
 /* appConnectionProperties for the metadata API (new reference). */
 json_t *app_channel_metadata(void);
 void app_channel_free(void);

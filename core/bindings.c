@@ -32,9 +32,11 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "resiliency.h"
 #include "plugin_loader.h"
 #include "runtime.h"
 #include "trace.h"
+#include "tracing.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -142,6 +144,7 @@ struct delivery {
     void *ack_ctx;
     LIST_ENTRY(delivery) link; /* in flight at the app */
     struct timespec sent_at;   /* metrics: when the app was called */
+    resil_run *rs;             /* the binding's inbound resiliency policy, or NULL */
 };
 
 struct probe {
@@ -204,6 +207,12 @@ static void on_app_answer(void *arg, const http_response *r)
     char msg[200];
     metrics_input_binding(d->b->comp->name, r->status >= 200 && r->status < 300,
                           metrics_elapsed_ms(&d->sent_at, NULL));
+    if (d->rs) {
+        int failed = !(r->status >= 200 && r->status < 300);
+        if (resil_complete(d->rs, failed, r->status, 0) != RESIL_FINISH)
+            return; /* retried later, or a cancelled attempt */
+        d->rs = NULL;
+    }
     if (r->status >= 200 && r->status < 300) {
         delivery_finish(d, DAPR_OK, NULL, body, len);
     } else if (r->status) {
@@ -249,6 +258,24 @@ static int meta_is_header(const dapr_kv *kv)
     return 1;
 }
 
+static void send_event(void *arg);
+
+static int event_cancel(void *arg)
+{
+    app_channel_cancel(arg); /* on_app_answer() runs inside */
+    return 1;
+}
+
+static void event_fail(void *arg, const char *err, int late_pending)
+{
+    (void)late_pending; /* app calls are always cancelled */
+    struct delivery *d = arg;
+    d->rs = NULL;
+    delivery_finish(d, DAPR_ERR_UNAVAILABLE, err, NULL, 0);
+}
+
+static const resil_hooks event_hooks = {send_event, event_cancel, event_fail};
+
 static void deliver(void *arg)
 {
     struct delivery *d = arg;
@@ -267,6 +294,21 @@ static void deliver(void *arg)
         delivery_finish(d, DAPR_ERR_UNAVAILABLE, "too many events in flight", NULL, 0);
         return;
     }
+    /* The binding's inbound policy (timeouts, retries, breaker). */
+    resil_policy pol;
+    if (resiliency_component_policy(b->comp->name, RESIL_KIND_BINDING, 1, &pol)) {
+        d->rs = resil_run_new(&pol, NULL, &event_hooks, d);
+        resil_run_go(d->rs);
+        return;
+    }
+    send_event(d);
+}
+
+/* One attempt: POST the event to the app. */
+static void send_event(void *arg)
+{
+    struct delivery *d = arg;
+    struct ib *b = d->b;
     struct evkeyvalq headers;
     TAILQ_INIT(&headers);
     for (size_t i = 0; i < d->meta.n; i++)
@@ -274,10 +316,14 @@ static void deliver(void *arg)
             evhttp_add_header(&headers, d->meta.items[i].name, d->meta.items[i].value);
     evhttp_add_header(&headers, "Content-Type", "application/json");
     /* A span per event, child of the event's own trace context if any. */
-    char next[TRACEPARENT_LEN + 1];
-    trace_next_hop(kv_list_get(&d->meta, "traceparent"), next);
-    evhttp_add_header(&headers, "traceparent", next);
     const char *ts = kv_list_get(&d->meta, "tracestate");
+    /* Dapr's "bindings/{name}" span; the app call below adopts it. */
+    char next[TRACEPARENT_LEN + 1], span_name[300];
+    snprintf(span_name, sizeof span_name, "bindings/%s", b->comp->name);
+    const char *attrs[] = {"db.name", b->comp->name, "rpc.service", "Dapr", "db.system", "bindings",
+                           "db.connection_string", b->uri, NULL, NULL};
+    tracing_callback_span(span_name, kv_list_get(&d->meta, "traceparent"), ts, attrs, next);
+    evhttp_add_header(&headers, "traceparent", next);
     if (ts && *ts && header_value_ok(ts))
         evhttp_add_header(&headers, "tracestate", ts);
     struct evbuffer *buf = evbuffer_new();
@@ -287,14 +333,19 @@ static void deliver(void *arg)
     total_inflight++;
     LIST_INSERT_HEAD(&at_app, d, link);
     clock_gettime(CLOCK_MONOTONIC, &d->sent_at);
+    http_client_tag_next(d);
     int rc = app_channel_send(EVHTTP_REQ_POST, b->uri, &headers, buf, on_app_answer, d);
+    http_client_tag_next(NULL);
     evhttp_clear_headers(&headers);
     evbuffer_free(buf);
     if (rc != 0) {
         LIST_REMOVE(d, link);
         b->inflight--;
         total_inflight--;
-        delivery_finish(d, DAPR_ERR_UNAVAILABLE, "the app channel is saturated", NULL, 0);
+        if (resil_complete(d->rs, 1, 0, 1) == RESIL_FINISH) {
+            d->rs = NULL;
+            delivery_finish(d, DAPR_ERR_UNAVAILABLE, "the app channel is saturated", NULL, 0);
+        }
     }
 }
 

@@ -21,8 +21,10 @@
 #include "nameres.h"
 #include "pubsub.h"
 #include "plugin_loader.h"
+#include "resiliency.h"
 #include "runtime.h"
 #include "secrets.h"
+#include "tracing.h"
 #include "util.h"
 #include "workers.h"
 
@@ -607,6 +609,7 @@ static void teardown(void)
      * that still belong to the servers freed next. */
     app_channel_free();
     api_invoke_free();
+    resiliency_shutdown(); /* retries waiting answer their callers now */
     http_api_free();
     nameres_shutdown();
     bindings_free();
@@ -614,7 +617,9 @@ static void teardown(void)
     components_close_all();
     secrets_free();
     plugins_unload_all();
+    tracing_shutdown();
     metrics_shutdown();
+    resiliency_reset();
     loop_free();
     json_decref(rt.extended);
     free(opt.resources);
@@ -693,6 +698,20 @@ int main(int argc, char **argv)
         return 1;
     }
     api_invoke_init();
+    /* Tracing (Configuration spec.tracing); its exporter thread starts
+     * with the stop signals still blocked. */
+    const char *tq = getenv("DAPR_TRACING_MAX_QUEUE");
+    tracing_config tc = {
+        .app_id = opt.app_id, .sampling_rate = config.tracing_sampling_rate,
+        .zipkin_endpoint = config.tracing_zipkin_endpoint, .otel_endpoint = config.tracing_otel_endpoint,
+        .otel_is_secure = config.tracing_otel_is_secure, .otel_protocol = config.tracing_otel_protocol,
+        .stdout_exporter = config.tracing_stdout, .queue_max = tq ? (size_t)strtoull(tq, NULL, 10) : 0,
+    };
+    if (tracing_init(&tc) != 0) {
+        log_error(SCOPE, "fatal error: the Configuration's tracing section cannot be honoured (see above)");
+        configuration_free(&config);
+        return 1;
+    }
     /* Like Dapr, but a port in use is logged and daprd runs on without
      * the endpoint (Dapr exits): see README, "Metrics". */
     if (metrics_on)

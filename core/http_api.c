@@ -15,6 +15,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "runtime.h"
+#include "tracing.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -89,6 +90,7 @@ void api_add_header(api_call *c, const char *name, const char *value)
 static void call_finished(api_call *c, int status, size_t response_bytes)
 {
     api_logging_call(c, status);
+    tracing_call_end(c, status);
     metrics_http_server(c, status, evbuffer_get_length(evhttp_request_get_input_buffer(c->req)),
                         response_bytes);
 }
@@ -422,6 +424,7 @@ static void handle_request(struct evhttp_request *req, void *unused)
     c->req = req;
     c->method = evhttp_request_get_command(req);
     TAILQ_INIT(&c->query);
+    tracing_call_start(c);
 
     /* Work on the raw request target: evhttp's URI parser would read
      * "//v1.0/state" as an authority, while Dapr collapses the slashes. */
@@ -480,6 +483,7 @@ static void handle_internal(struct evhttp_request *req, void *unused)
     c->method = evhttp_request_get_command(req);
     c->internal = 1;
     TAILQ_INIT(&c->query);
+    tracing_call_start(c);
     const char *target = evhttp_request_get_uri(req);
     size_t path_len = strcspn(target, "?#");
     char *raw_path = xstrndup(target, path_len);

@@ -32,6 +32,7 @@ typedef struct api_call {
     int internal;          /* arrived on the sidecar-to-sidecar port */
     int nul_in_path;       /* a segment decoded to a NUL byte (seg is cut there) */
     struct timespec started; /* CLOCK_MONOTONIC when the request arrived */
+    struct trace_span *span; /* the call's server span (tracing.h), or NULL */
 } api_call;
 
 /* Start listening on each address (comma list) at port.  Returns 0/-1. */

@@ -42,6 +42,7 @@ struct pending {
     http_response_cb cb;
     void *arg;
     int attempts;
+    const void *tag;         /* http_client_tag_next(), for http_pool_cancel() */
     struct pending *next;
 };
 
@@ -277,6 +278,13 @@ static void pump(http_pool *pool)
     }
 }
 
+static const void *next_tag; /* loop thread only */
+
+void http_client_tag_next(const void *tag)
+{
+    next_tag = tag;
+}
+
 int http_pool_send(http_pool *pool, enum evhttp_cmd_type method, const char *uri,
                    const struct evkeyvalq *headers, struct evbuffer *body, http_response_cb cb, void *arg)
 {
@@ -296,6 +304,8 @@ int http_pool_send(http_pool *pool, enum evhttp_cmd_type method, const char *uri
         evbuffer_add_buffer(p->body, body);
     p->cb = cb;
     p->arg = arg;
+    p->tag = next_tag;
+    next_tag = NULL;
     if (have_slot) {
         start(pool, idx, p);
     } else {
@@ -340,4 +350,44 @@ void http_pool_free(http_pool *pool)
     free(pool->conns);
     free(pool->host);
     free(pool);
+}
+
+/* Resiliency timeouts: drop the request tagged `tag`, waiting or in flight
+ * (its connection is closed: evhttp has no other way to abandon a request),
+ * and answer its callback now with status 0. */
+int http_pool_cancel(http_pool *pool, const void *tag)
+{
+    if (!pool || !tag)
+        return 0;
+    struct pending *prev = NULL;
+    for (struct pending *p = pool->wait_head; p; prev = p, p = p->next) {
+        if (p->tag != tag)
+            continue;
+        if (prev) prev->next = p->next; else pool->wait_head = p->next;
+        if (pool->wait_tail == p) pool->wait_tail = prev;
+        pool->n_waiting--;
+        http_response r = {.status = 0, .error = "request cancelled"};
+        p->cb(p->arg, &r);
+        pending_free(p);
+        return 1;
+    }
+    for (size_t i = 0; i < pool->max_conns; i++) {
+        struct inflight *f = pool->conns[i].current;
+        if (!f || f->p->tag != tag)
+            continue;
+        /* evhttp frees the connection's request without calling back. */
+        pool->conns[i].current = NULL;
+        evhttp_connection_free(pool->conns[i].evcon);
+        pool->conns[i].evcon = NULL;
+        pool->conns[i].busy = 0;
+        pool->active--;
+        struct pending *p = f->p;
+        free(f);
+        http_response r = {.status = 0, .error = "request cancelled"};
+        p->cb(p->arg, &r);
+        pending_free(p);
+        pump(pool);
+        return 1;
+    }
+    return 0;
 }

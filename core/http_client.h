@@ -47,6 +47,14 @@ int http_pool_send(http_pool *p, enum evhttp_cmd_type method, const char *uri,
                    const struct evkeyvalq *headers, struct evbuffer *body,
                    http_response_cb cb, void *arg);
 
+/* Tag the next http_pool_send() (loop thread) so that http_pool_cancel()
+ * can find it; the tag is usually the caller's callback argument. */
+void http_client_tag_next(const void *tag);
+/* Cancel the request with that tag, waiting or in flight: its callback
+ * runs now, inside this call, with status 0 and error "request
+ * cancelled".  Returns 1, or 0 when no such request is pending. */
+int http_pool_cancel(http_pool *p, const void *tag);
+
 /* Requests sent and not yet answered, and requests waiting. */
 size_t http_pool_active(const http_pool *p);
 size_t http_pool_waiting(const http_pool *p);

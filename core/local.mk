@@ -17,7 +17,10 @@ core_libdaprcore_la_SOURCES = \
 	core/http_client.c core/http_client.h \
 	core/nameres.c core/nameres.h \
 	core/pubsub.c core/pubsub.h \
+	core/resiliency.c core/resiliency.h \
 	core/trace.c core/trace.h \
+	core/tracing.c core/tracing.h core/tracing_api.c \
+	core/trace_export.c core/trace_export.h \
 	core/component.c core/component.h \
 	core/http_api.c core/http_api.h \
 	core/json_out.c core/json_out.h \

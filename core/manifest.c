@@ -8,6 +8,7 @@
 #include "config.h"
 #include "manifest.h"
 #include "log.h"
+#include "resiliency.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -404,6 +405,12 @@ int manifest_load_string(const char *yaml, size_t len, const char *origin,
                 rc = parse_component(&doc, root, origin, app_id, list, err);
             } else if (kind && strcmp(kind, "Subscription") == 0) {
                 rc = parse_subscription(&doc, root, origin, api ? api : "", app_id, list, err);
+            } else if (kind && strcmp(kind, "Resiliency") == 0) {
+                /* As Dapr: a bad Resiliency is reported and skipped. */
+                char *rerr = NULL;
+                if (resiliency_load_yaml(&doc, root, origin, app_id, &rerr) < 0)
+                    log_error(SCOPE, "resiliency manifest skipped: %s", rerr);
+                free(rerr);
             } else {
                 log_debug(SCOPE, "%s: document %d of kind '%s' skipped", origin, docno,
                           kind ? kind : "(none)");
@@ -533,6 +540,10 @@ void configuration_free(configuration *cfg)
         free(cfg->nr_meta[i].value);
     }
     free(cfg->nr_meta);
+    free(cfg->tracing_sampling_rate);
+    free(cfg->tracing_zipkin_endpoint);
+    free(cfg->tracing_otel_endpoint);
+    free(cfg->tracing_otel_protocol);
     memset(cfg, 0, sizeof *cfg);
 }
 
@@ -654,6 +665,51 @@ static int parse_metrics_spec(yaml_document_t *doc, yaml_node_t *spec, const cha
     return 0;
 }
 
+/* spec.tracing: samplingRate, stdout, zipkin.endpointAddress,
+ * otel.{endpointAddress,isSecure,protocol}.  Meaning and checks of the
+ * values: core/tracing.c. */
+static int parse_tracing_spec(yaml_document_t *doc, yaml_node_t *spec, const char *origin, configuration *cfg,
+                              char **err)
+{
+    yaml_node_t *t = map_get(doc, spec, "tracing");
+    if (!t || (t->type == YAML_SCALAR_NODE && !*scalar(t)))
+        return 0;
+    if (t->type != YAML_MAPPING_NODE)
+        return fail(err, origin, NULL, "spec.tracing must be a mapping");
+    static const char *const fields[] = {"samplingRate", "zipkin.endpointAddress", "otel.endpointAddress",
+                                         "otel.protocol"};
+    char **dest[] = {&cfg->tracing_sampling_rate, &cfg->tracing_zipkin_endpoint, &cfg->tracing_otel_endpoint,
+                     &cfg->tracing_otel_protocol};
+    for (size_t i = 0; i < 4; i++) {
+        const char *dot = strchr(fields[i], '.');
+        char sect[16] = "";
+        if (dot)
+            snprintf(sect, sizeof sect, "%.*s", (int)(dot - fields[i]), fields[i]);
+        yaml_node_t *n = dot ? map_get(doc, map_get(doc, t, sect), dot + 1) : map_get(doc, t, fields[i]);
+        if (!n)
+            continue;
+        const char *v = scalar(n);
+        if (!v)
+            return fail(err, origin, NULL, "spec.tracing.%s must be a string", fields[i]);
+        free(*dest[i]);
+        *dest[i] = xstrdup(v);
+    }
+    static const char *const bools[] = {"stdout", "otel.isSecure"};
+    int *bdest[] = {&cfg->tracing_stdout, &cfg->tracing_otel_is_secure};
+    for (size_t i = 0; i < 2; i++) {
+        yaml_node_t *n = i == 0 ? map_get(doc, t, "stdout") : map_get(doc, map_get(doc, t, "otel"), "isSecure");
+        if (!n)
+            continue;
+        const char *v = scalar(n);
+        int b = v ? parse_bool(v) : -1;
+        if (b < 0)
+            return fail(err, origin, NULL, "spec.tracing.%s: '%s' is not true or false", bools[i],
+                        v ? v : "(not a scalar)");
+        *bdest[i] = b;
+    }
+    return 0;
+}
+
 static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const char *origin,
                                configuration *cfg, char **err)
 {
@@ -665,6 +721,8 @@ static int parse_configuration(yaml_document_t *doc, yaml_node_t *root, const ch
     if (parse_api_logging(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
         return -1;
     if (parse_metrics_spec(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
+        return -1;
+    if (parse_tracing_spec(doc, map_get(doc, root, "spec"), origin, cfg, err) != 0)
         return -1;
     yaml_node_t *nr = map_get(doc, map_get(doc, root, "spec"), "nameResolution");
     if (!nr)

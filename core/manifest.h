@@ -103,6 +103,13 @@ typedef struct configuration {
     /* spec.metric (or spec.metrics): enabled: false, http.increasedCardinality */
     int metrics_disabled;
     int metrics_increased_cardinality;
+    /* spec.tracing (see core/tracing.h); strings NULL when absent */
+    char *tracing_sampling_rate;   /* samplingRate */
+    int tracing_stdout;            /* stdout */
+    char *tracing_zipkin_endpoint; /* zipkin.endpointAddress */
+    char *tracing_otel_endpoint;   /* otel.endpointAddress */
+    int tracing_otel_is_secure;    /* otel.isSecure */
+    char *tracing_otel_protocol;   /* otel.protocol */
 } configuration;
 
 /* Read a Configuration file.  $VAR and ${VAR} are expanded first, as Dapr

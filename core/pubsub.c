@@ -6,8 +6,8 @@
  * rawPayload), expiry checked, route chosen by the subscription's rules ->
  * POST to the app over the app channel -> the app's answer decides
  * SUCCESS, RETRY or DROP -> ack to the plugin, which acknowledges its
- * broker only after SUCCESS or DROP.  RETRY is retried here a few times
- * with backoff; after that the message goes to the dead-letter topic when
+ * broker only after SUCCESS or DROP.  RETRY is retried here as the
+ * component's inbound resiliency policy says (timeout, breaker, retries); after that the message goes to the dead-letter topic when
  * one is set (then acked), else RETRY goes back to the broker, which
  * redelivers.  Nothing is acknowledged before the app answered, so a daprd
  * killed mid-delivery loses nothing.
@@ -33,8 +33,10 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "resiliency.h"
 #include "runtime.h"
 #include "trace.h"
+#include "tracing.h"
 #include "util.h"
 #include "uuid_gen.h"
 
@@ -52,8 +54,9 @@
 #define BULK_MAX_IN_FLIGHT 2048  /* bound on unacked messages of a bulk subscription */
 #define BULK_DEFAULT_COUNT 100   /* Dapr's defaults for bulkSubscribe */
 #define BULK_DEFAULT_AWAIT_MS 1000
-#define LOCAL_RETRIES 3          /* app deliveries before RETRY goes back to the broker */
-#define RETRY_BASE_MS 200
+/* Retries of a delivery follow the component's inbound resiliency policy
+ * (resiliency.c; a few quick ones when no policy applies). */
+#define RETRY_BASE_MS 200        /* re-check when the app channel is saturated */
 #define PAUSE_RECHECK_MS 500     /* while the app is unhealthy */
 
 struct route_rule {
@@ -312,6 +315,7 @@ struct publish_job {
     dapr_status st;
     char *msg;
     struct timespec started;     /* metrics: egress latency */
+    resil_comp *res;             /* outbound resiliency runner while it lives */
 };
 
 static void publish_job_free(struct publish_job *j)
@@ -324,9 +328,18 @@ static void publish_job_free(struct publish_job *j)
     free(j);
 }
 
+/* Publish errors a retry cannot change. */
+static int publish_permanent(dapr_status st)
+{
+    return st == DAPR_ERR_INVALID_ARGUMENT || st == DAPR_ERR_NOT_SUPPORTED || st == DAPR_ERR_NOT_FOUND ||
+           st == DAPR_ERR_PERMISSION_DENIED;
+}
+
 static void publish_finish(void *arg)
 {
     struct publish_job *j = arg;
+    if (resil_component_done(&j->res, j->st != DAPR_OK, publish_permanent(j->st)))
+        return;
     atomic_fetch_sub(&j->comp->inflight, 1);
     metrics_pubsub_egress(j->comp->name, j->topic, j->st == DAPR_OK, metrics_elapsed_ms(&j->started, NULL));
     j->cb(j->arg, j->st, j->msg);
@@ -349,6 +362,28 @@ static void publish_run(void *arg)
     ((const dapr_pubsub_vtable *)j->comp->def->vtable)->publish(j->comp->instance, &req, publish_done, j);
 }
 
+static void publish_reset(void *arg)
+{
+    struct publish_job *j = arg;
+    free(j->msg);
+    j->msg = NULL;
+}
+
+/* The outbound policy gave up (deadline, breaker): answer now. */
+static void publish_fail(void *arg, const char *err)
+{
+    struct publish_job *j = arg;
+    metrics_pubsub_egress(j->comp->name, j->topic, 0, metrics_elapsed_ms(&j->started, NULL));
+    j->cb(j->arg, DAPR_ERR_UNAVAILABLE, err);
+}
+
+static void publish_free_cb(void *arg)
+{
+    publish_job_free(arg);
+}
+
+static const resil_comp_ops publish_res_ops = {publish_reset, publish_fail, publish_free_cb};
+
 int pubsub_publish(component *c, const char *topic, const void *data, size_t len, const char *content_type,
                    const kv_list *metadata, pubsub_publish_cb cb, void *arg)
 {
@@ -366,7 +401,9 @@ int pubsub_publish(component *c, const char *topic, const void *data, size_t len
     j->arg = arg;
     clock_gettime(CLOCK_MONOTONIC, &j->started);
     atomic_fetch_add(&c->inflight, 1);
-    if (component_dispatch(c, publish_run, j) != 0) {
+    /* Under the component's outbound policy; an open breaker answers
+     * (cb) before this returns. */
+    if (resil_component_dispatch(c, RESIL_KIND_PUBSUB, publish_run, j, &publish_res_ops, &j->res) != 0) {
         atomic_fetch_sub(&c->inflight, 1);
         publish_job_free(j);
         return -1;
@@ -387,6 +424,9 @@ struct delivery {
     int attempts;                /* app deliveries that asked for a retry */
     struct event *timer;
     struct timespec sent_at;     /* metrics: when the app was last called */
+    struct event *deadline;      /* resiliency timeout of the app call */
+    uint64_t cb_gen;             /* breaker generation of the app call (0 = none) */
+    int timed_out;
 };
 
 /* Pending retries, so that shutdown can hand them back to the brokers. */
@@ -401,6 +441,8 @@ static void finish(struct delivery *d, dapr_pubsub_ack verdict)
     d->ack(d->ack_ctx, verdict);
     if (d->timer)
         event_free(d->timer);
+    if (d->deadline)
+        event_free(d->deadline);
     free(d->data);
     free(d->content_type);
     kv_list_free(&d->meta);
@@ -467,18 +509,54 @@ static void give_up(struct delivery *d, dapr_pubsub_ack otherwise, const char *w
 
 /* A retriable failure: retry here a few times, then give up (dead letter
  * or back to the broker). */
-static void retry_or_give_up(struct delivery *d, const char *why)
+static void retry_or_give_up(struct delivery *d, const char *why, int status)
 {
     if (stopping) {
         finish(d, DAPR_PUBSUB_ACK_RETRY);
         return;
     }
-    if (++d->attempts <= LOCAL_RETRIES) {
-        log_debug(SCOPE, "%s/%s: %s; retry %d", d->s->pubsub, d->s->topic, why, d->attempts);
-        retry_later(d, (int64_t)RETRY_BASE_MS << (d->attempts - 1));
+    resil_policy pol;
+    resiliency_component_policy(d->s->pubsub, RESIL_KIND_PUBSUB, 1, &pol);
+    /* matching.httpStatusCodes filters the app's HTTP errors; a RETRY
+     * answer or no answer is always retried. */
+    int64_t ms = status >= 400 && !resil_retry_matches_http(pol.retry, status) ? -1
+                                                                              : resil_retry_delay(pol.retry, d->attempts + 1);
+    if (ms >= 0) {
+        d->attempts++;
+        if (pol.retry_is_user)
+            metrics_resiliency_activation(pol.resiliency_name, METRICS_POLICY_RETRY, pol.flow, pol.target, "");
+        log_debug(SCOPE, "%s/%s: %s; retry %d in %lld ms", d->s->pubsub, d->s->topic, why, d->attempts,
+                  (long long)ms);
+        retry_later(d, ms);
         return;
     }
     give_up(d, DAPR_PUBSUB_ACK_RETRY, why);
+}
+
+/* The app call ended: stop its deadline, tell the breaker. */
+static void app_call_ended(struct delivery *d, int failed)
+{
+    if (d->deadline)
+        evtimer_del(d->deadline);
+    if (d->cb_gen) {
+        resil_policy pol;
+        resiliency_component_policy(d->s->pubsub, RESIL_KIND_PUBSUB, 1, &pol);
+        if (pol.cb)
+            resil_breaker_record(resil_breaker_get(&pol, NULL), d->cb_gen, failed);
+        d->cb_gen = 0;
+    }
+}
+
+static void deadline_fired(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    struct delivery *d = arg;
+    d->timed_out = 1;
+    resil_policy pol;
+    resiliency_component_policy(d->s->pubsub, RESIL_KIND_PUBSUB, 1, &pol);
+    metrics_resiliency_activation(pol.resiliency_name, METRICS_POLICY_TIMEOUT, pol.flow, pol.target, "");
+    /* Its callback, on_app_answer(), runs inside the cancel. */
+    app_channel_cancel(d);
 }
 
 /* A member of an object by name, as Go's encoding/json finds struct fields:
@@ -533,6 +611,7 @@ static void on_app_answer(void *arg, const http_response *r)
     if (r->status >= 200 && r->status < 300) {
         char status[64];
         int verdict = app_verdict(r->body, status, sizeof status);
+        app_call_ended(d, verdict == 1);
         ingress_metric(d, verdict == 0 ? "success" : verdict == 2 ? "drop" : "retry");
         if (verdict == 0) {
             finish(d, DAPR_PUBSUB_ACK_SUCCESS);
@@ -544,18 +623,25 @@ static void on_app_answer(void *arg, const http_response *r)
         }
         snprintf(why, sizeof why, "the app answered status %s", status);
     } else if (r->status == 404) {
+        app_call_ended(d, 1);
         ingress_metric(d, "drop");
         log_error(SCOPE, "%s/%s: non-retriable error: the app answered 404", d->s->pubsub, d->s->topic);
         give_up(d, DAPR_PUBSUB_ACK_DROP, "the app answered 404");
         return;
     } else if (r->status) {
+        app_call_ended(d, 1);
         ingress_metric(d, "retry");
         snprintf(why, sizeof why, "the app answered HTTP %d", r->status);
     } else {
+        app_call_ended(d, 1);
         ingress_metric(d, "retry");
-        snprintf(why, sizeof why, "the app could not be reached (%s)", r->error ? r->error : "error");
+        if (d->timed_out)
+            snprintf(why, sizeof why, "the app did not answer in time (context deadline exceeded)");
+        else
+            snprintf(why, sizeof why, "the app could not be reached (%s)", r->error ? r->error : "error");
     }
-    retry_or_give_up(d, why);
+    d->timed_out = 0;
+    retry_or_give_up(d, why, r->status);
 }
 
 static int header_name_ok(const char *n)
@@ -714,11 +800,15 @@ static void attempt(struct delivery *d)
     const char *tp = json_string_value(json_object_get(event, "traceparent"));
     if (!tp || !*tp)
         tp = json_string_value(json_object_get(event, "traceid"));
-    char next[TRACEPARENT_LEN + 1];
-    trace_next_hop(tp, next);
+    const char *ts = json_string_value(json_object_get(event, "tracestate"));
+    /* Dapr's "pubsub/{topic}" span; the app call below adopts it. */
+    char next[TRACEPARENT_LEN + 1], span_name[300];
+    snprintf(span_name, sizeof span_name, "pubsub/%s", d->s->topic);
+    const char *attrs[] = {"messaging.system", "pubsub", "messaging.destination", d->s->topic,
+                           "messaging.destination_kind", "topic", NULL, NULL};
+    tracing_callback_span(span_name, tp, ts, attrs, next);
     evhttp_remove_header(&headers, "traceparent");
     evhttp_add_header(&headers, "traceparent", next);
-    const char *ts = json_string_value(json_object_get(event, "tracestate"));
     evhttp_remove_header(&headers, "tracestate");
     if (ts && *ts && header_value_ok(ts))
         evhttp_add_header(&headers, "tracestate", ts);
@@ -734,13 +824,40 @@ static void attempt(struct delivery *d)
     }
     char *uri = route_uri(path);
     json_decref(event);
+    /* The inbound policy: breaker first (an open one sends the message
+     * back without calling the app), then a deadline for the call. */
+    resil_policy pol;
+    resiliency_component_policy(d->s->pubsub, RESIL_KIND_PUBSUB, 1, &pol);
+    d->cb_gen = 0;
+    if (pol.cb) {
+        const char *cb_why;
+        if (resil_breaker_allow(resil_breaker_get(&pol, NULL), &cb_why, &d->cb_gen) != 0) {
+            free(uri);
+            evhttp_clear_headers(&headers);
+            evbuffer_free(buf);
+            give_up(d, DAPR_PUBSUB_ACK_RETRY, cb_why);
+            return;
+        }
+    }
+    /* Armed first: the answer may come (and free d) inside the send. */
+    if (pol.timeout_ms > 0) {
+        if (!d->deadline)
+            d->deadline = evtimer_new(loop_base(), deadline_fired, d);
+        struct timeval tv = {.tv_sec = (time_t)(pol.timeout_ms / 1000),
+                             .tv_usec = (suseconds_t)((pol.timeout_ms % 1000) * 1000)};
+        evtimer_add(d->deadline, &tv);
+    }
     clock_gettime(CLOCK_MONOTONIC, &d->sent_at);
+    http_client_tag_next(d);
     int rc = app_channel_send(EVHTTP_REQ_POST, uri, &headers, buf, on_app_answer, d);
+    http_client_tag_next(NULL);
     free(uri);
     evhttp_clear_headers(&headers);
     evbuffer_free(buf);
-    if (rc != 0)
+    if (rc != 0) {
+        app_call_ended(d, 0); /* never sent: no callback came */
         retry_later(d, RETRY_BASE_MS); /* app channel saturated */
+    }
 }
 
 /* ---- bulk delivery ------------------------------------------------------------ */
@@ -850,7 +967,7 @@ static void on_bulk_answer(void *arg, const http_response *r)
         else if (v[i] == V_DROP)
             give_up(d, DAPR_PUBSUB_ACK_DROP, "the app answered DROP");
         else
-            retry_or_give_up(d, why);
+            retry_or_give_up(d, why, r->status);
     }
     free(v);
     bulk_req_free(b);

@@ -16,7 +16,12 @@ include t/pubsub/local.mk
 include t/pubsub-redis/local.mk
 include t/jetstream/local.mk
 include t/kafka/local.mk
+include t/bindings-kafka/local.mk
 include t/secrets/local.mk
 include t/bindings/local.mk
+include t/bindings-postgresql/local.mk
+include t/bindings-mqtt3/local.mk
 include t/logs/local.mk
 include t/metrics/local.mk
+include t/tracing/local.mk
+include t/resiliency/local.mk

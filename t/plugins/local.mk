@@ -9,11 +9,12 @@
 #   no-entry.so       no dapr_plugin_entry symbol: refused
 #   dup-type.so       state.in-memory again: refused, the real one stays
 #   failing-init.so   state.failinit, init always fails
+#   flaky.so          state.flaky, fails / stalls by key (t/resiliency)
 TEST_PLUGIN_LDFLAGS = $(PLUGIN_LINK_FLAGS) -rpath /nowhere
 
 check_LTLIBRARIES += t/plugins/sleepy.la t/plugins/bad-abi-major.la \
 	t/plugins/bad-abi-minor.la t/plugins/no-entry.la t/plugins/dup-type.la \
-	t/plugins/failing-init.la
+	t/plugins/failing-init.la t/plugins/flaky.la
 
 t_plugins_sleepy_la_SOURCES = t/plugins/sleepy.c
 t_plugins_sleepy_la_CFLAGS = $(AM_CFLAGS) $(PLUGIN_COMPILE_FLAGS)
@@ -38,3 +39,8 @@ t_plugins_dup_type_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
 t_plugins_failing_init_la_SOURCES = t/plugins/failing_init.c
 t_plugins_failing_init_la_CFLAGS = $(AM_CFLAGS) $(PLUGIN_COMPILE_FLAGS)
 t_plugins_failing_init_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+
+t_plugins_flaky_la_SOURCES = t/plugins/flaky.c
+t_plugins_flaky_la_CFLAGS = $(AM_CFLAGS) $(PLUGIN_COMPILE_FLAGS)
+t_plugins_flaky_la_LDFLAGS = $(TEST_PLUGIN_LDFLAGS)
+t_plugins_flaky_la_LIBADD = $(PTHREAD_LIBS)

@@ -11,8 +11,8 @@ import pytest
 from conftest import App, settle, sub
 
 # Each case: the app's answers to successive deliveries, and how many
-# deliveries the message gets in all (LOCAL_RETRIES in core/pubsub.c is 3,
-# the in-memory broker redelivers after that).
+# deliveries the message gets in all (the built-in inbound retries in
+# core/resiliency.c are 3, the in-memory broker redelivers after that).
 ANSWERS = {
     "empty-200": ([{"status": 200}], 1),
     "empty-204": ([{"status": 204}], 1),
