@@ -37,6 +37,21 @@ _running = []
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 
+def clean_exit(proc, rc):
+    """rc == 0, or (sanitizer builds only) the exit status 1 of LeakSanitizer's
+    own tracer crashing while it suspends the exiting process ("Tracer caught
+    signal 11" then "LeakSanitizer has encountered a fatal error", with GCC
+    12's libsanitizer about one run in ten here, after every thread was
+    joined).  That crash reports no leak and no error of daprd's; a real
+    leak report ("ERROR: LeakSanitizer") still fails the test in stop_all."""
+    if rc == 0:
+        return True
+    text = _tail(proc.stderr_path, 10 ** 6)
+    return (rc == 1 and "Tracer caught signal" in text and
+            "LeakSanitizer has encountered a fatal error" in text and
+            "ERROR: LeakSanitizer" not in text)
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import component, headers_of, wait_for
+from conftest import clean_exit, component, headers_of, wait_for
 
 
 def cron(name, schedule, **meta):
@@ -139,7 +139,7 @@ def test_in_flight_bound_and_shutdown(world):
     assert "skipped" in d.log_text()
     # SIGTERM with a delivery at the app: a clean exit after it is answered
     rc = d.stop()
-    assert rc == 0, d.logs()
+    assert clean_exit(d, rc), d.logs()
     assert "dapr shutdown complete" in d.log_text()
 
 
