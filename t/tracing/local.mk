@@ -22,3 +22,10 @@ t_tracing_check_tracing_CPPFLAGS = -I$(top_srcdir)/core -I$(top_srcdir)/plugin-s
 t_tracing_check_tracing_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(JANSSON_CFLAGS) $(YAML_CFLAGS) $(LIBEVENT_CFLAGS)
 t_tracing_check_tracing_LDADD = core/libdaprcore.la $(CHECK_LIBS)
 endif
+
+# The Zipkin jar and the OTLP receiver's venv are cached in the build tree
+# between runs; `make clean` removes them.
+CLEAN_LOCAL_HOOKS += clean-tracing-cache
+clean-tracing-cache:
+	rm -rf t/tracing/jars t/tracing/venv t/tracing/pip.log
+.PHONY: clean-tracing-cache
